@@ -1,0 +1,270 @@
+"""Benchmark of the correlation engine; every time is a whole process, imports included.
+
+Commands (``--scale s`` multiplies the detector side, ``--frames`` overrides T)::
+
+    python benchmarks/bench_correlate.py sparse  [--scale 1] [--frames 2000] [--workdir DIR]
+        0.01 ph/px/frame, 1024x1024, 10 q-bins: ``daskxpcs correlate`` time, frames*pixels/s,
+        and the ratio against ESRF's xpcs-correlator event correlator (pip package
+        ``xpcs-correlator``, installed with --no-deps in a venv with system site packages
+        under WORKDIR/venv; skipped with a message when it cannot be installed or run).
+    python benchmarks/bench_correlate.py dense   [--scale 1] [--frames 2000]
+        1.0 ph/px/frame, same shape: ``daskxpcs correlate`` against one float32 numpy
+        X @ X.T over the same pixels (its process reads the store's counts first; the
+        product alone is printed too). Target: >= 1.3x.
+    python benchmarks/bench_correlate.py memory  [--scale 1] [--frames 14000]
+        peak RSS of ``daskxpcs correlate`` on a 0.01 ph/px/frame scan.
+    python benchmarks/bench_correlate.py scaling [--scale 1] [--frames 2000]
+        the sparse scan with --scheduler local:1 and local:2 (distributed, one thread each).
+    python benchmarks/bench_correlate.py all ...
+
+Stores are generated once per (kind, shape, frames) under WORKDIR (default
+/tmp/daskxpcs-bench), block by block with plain Poisson counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+N_Q = 10
+
+
+def qmap_and_edges(ny: int, nx: int) -> tuple[np.ndarray, list[float]]:
+    """A radial q-map (1/A) around the detector centre and 10 equal bins spanning it."""
+    y, x = np.mgrid[:ny, :nx]
+    r = np.hypot(y - ny / 2, x - nx / 2)
+    q = (2.70 + 0.32 * r / r.max()).astype(np.float32)
+    return q, np.linspace(2.70, 3.0201, N_Q + 1).tolist()
+
+
+def generate(path: Path, n_frames: int, ny: int, nx: int, density: float, seed: int = 0) -> None:
+    """Write a Poisson scan store block by block (never the whole stack in memory)."""
+    from conversions.store import create_store, finalise_store, write_block
+
+    if (path / "zarr.json").exists():
+        try:
+            from conversions.store import open_scan_store
+
+            open_scan_store(path)
+            return
+        except Exception:
+            pass
+    rng = np.random.default_rng(seed)
+    q, edges = qmap_and_edges(ny, nx)
+    layout = "events" if density < 0.05 else "dense"
+    create_store(path, n_frames=n_frames, frame_shape=(ny, nx), dtype=np.dtype(np.uint16),
+                 base_valid=np.ones((ny, nx), bool), qmap=q, q_edges=edges, frame_time_s=0.1,
+                 layout=layout, source={"source_format": "benchmark"})
+    import zarr
+
+    attrs = zarr.open_group(str(path), mode="r").attrs.asdict()
+    t0 = time.perf_counter()
+    for i in range(attrs["n_blocks"]):
+        a, b = i * attrs["t_block"], min(n_frames, (i + 1) * attrs["t_block"])
+        if density < 0.05:  # sparse: photons at random pixels, as fast as it gets
+            blk = np.zeros((b - a, ny * nx), np.uint16)
+            for k in range(b - a):
+                n = rng.poisson(density * ny * nx)
+                np.add.at(blk[k], rng.integers(0, ny * nx, n), 1)
+            blk = blk.reshape(b - a, ny, nx)
+        else:
+            blk = rng.poisson(density, (b - a, ny, nx)).astype(np.uint16)
+        write_block(path, i, blk)
+    finalise_store(path, expected_frames=n_frames)
+    print(f"  generated {path} ({n_frames} x {ny}x{nx}, {density} ph/px/frame) in "
+          f"{time.perf_counter() - t0:.1f} s", flush=True)
+
+
+def run_timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
+    """Wall time (s), peak RSS of the child (MiB) and output of a whole process."""
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    dt = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stdout}\n{p.stderr}")
+    return dt, rss, p.stdout + p.stderr
+
+
+def correlate_cmd(store: Path, out: Path, scheduler: str = "threads", extra: list[str] | None = None) -> list[str]:
+    return [sys.executable, "-m", "daskxpcs.cli", "correlate", str(store), "--out", str(out),
+            "--scheduler", scheduler, *(extra or [])]
+
+
+def peak_rss_cmd(cmd: list[str]) -> tuple[float, int, str]:
+    """Run ``cmd`` in a fresh wrapper so that RUSAGE_CHILDREN holds only its peak."""
+    wrapper = textwrap.dedent(f"""
+        import resource, subprocess, sys, time
+        t0 = time.perf_counter()
+        p = subprocess.run({cmd!r}, capture_output=True, text=True)
+        dt = time.perf_counter() - t0
+        sys.stdout.write(p.stdout + p.stderr)
+        print("PEAK", dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024, p.returncode)
+    """)
+    p = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True)
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("PEAK")][-1].split()
+    if int(line[3]) != 0:
+        raise RuntimeError(p.stdout + p.stderr)
+    return float(line[1]), int(line[2]), p.stdout
+
+
+BASELINE_DENSE = """
+import sys, time, numpy as np
+t0 = time.perf_counter()
+from conversions.store import open_scan_store
+st = open_scan_store(sys.argv[1])
+x = st.read_dense(0, st.n_frames, 0, len(st.pixels))
+t1 = time.perf_counter()
+c = x @ x.T
+t2 = time.perf_counter()
+print(f"BASE read={t1 - t0:.3f} matmul={t2 - t1:.3f} shape={c.shape}")
+"""
+
+BASELINE_XPCSCORR = """
+import sys, time, numpy as np
+t0 = time.perf_counter()
+from conversions.store import open_scan_store
+from xpcscorr.correlators.sparse.chunked_pixel_numba import CorrelatorSparsePixelChunkedNumba
+st = open_scan_store(sys.argv[1])
+T, (ny, nx) = st.n_frames, st.frame_shape
+ptr, frame, count = st.read_events(0, T, 0, len(st.pixels))
+# CSC over every detector pixel (columns = flat pixel index), as xpcscorr expects
+full_ptr = np.zeros(ny * nx + 1, np.int64)
+n_ev = np.zeros(ny * nx, np.int64)
+n_ev[st.pixels] = np.diff(ptr)
+np.cumsum(n_ev, out=full_ptr[1:])
+order = np.argsort(st.pixels, kind="stable")
+starts, lens = ptr[:-1][order], np.diff(ptr)[order]
+idx = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lens)]) if len(starts) else np.zeros(0, int)
+q = st.qmap.astype(float)
+edges = np.asarray(st.q_edges)
+masks = np.stack([(q >= edges[b]) & (q < edges[b + 1]) & st.valid for b in range(len(edges) - 1)])
+t1 = time.perf_counter()
+c = CorrelatorSparsePixelChunkedNumba(count[idx].astype(np.float64), frame[idx].astype(np.int64), full_ptr,
+                                      (T, ny, nx), masks, ttcf_format="t1,t2",
+                                      extra_options={"dask_cluster_type": "local", "dask_n_workers": int(sys.argv[2]),
+                                                     "chunks_N": int(sys.argv[3])})
+c._compute()
+t2 = time.perf_counter()
+print(f"BASE load={t1 - t0:.3f} correlate={t2 - t1:.3f} ttcf={c.results.ttcf.shape}")
+"""
+
+
+def xpcscorr_python(workdir: Path) -> str | None:
+    """Python of a venv (system site packages) with xpcs-correlator, or None with a message."""
+    venv = workdir / "venv"
+    py = venv / "bin" / "python"
+    if not py.exists():
+        r = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], capture_output=True)
+        if r.returncode != 0:
+            print("  xpcs-correlator: cannot create a venv; baseline skipped")
+            return None
+    r = subprocess.run([str(py), "-c", "import xpcscorr"], capture_output=True)
+    if r.returncode != 0:
+        r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "xpcs-correlator"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"  xpcs-correlator not installable ({r.stderr.strip().splitlines()[-1:]}); baseline skipped")
+            return None
+    return str(py)
+
+
+def shape_of(scale: float) -> tuple[int, int]:
+    side = max(16, int(round(1024 * scale)))
+    return side, side
+
+
+def bench_sparse(args) -> dict:
+    ny, nx = shape_of(args.scale)
+    T = args.frames or 2000
+    store = args.workdir / f"sparse_{T}_{ny}x{nx}.zarr"
+    generate(store, T, ny, nx, 0.01)
+    dt, _, out = run_timed(correlate_cmd(store, args.workdir / "out_sparse.zarr", args.scheduler))
+    rate = T * ny * nx / dt
+    print(f"sparse 0.01 ph/px/frame {T} x {ny}x{nx}: daskxpcs correlate {dt:.2f} s "
+          f"({rate:.3g} frame*pixel/s)\n    {out.strip().splitlines()[-1]}")
+    res = {"daskxpcs_s": dt, "frame_pixels_per_s": rate}
+    py = xpcscorr_python(args.workdir)
+    if py is not None:
+        try:
+            bt, _, bout = run_timed([py, "-c", BASELINE_XPCSCORR, str(store), str(args.workers),
+                                     str(max(1, ny * nx // (4 * args.workers)))])
+            print(f"    xpcs-correlator (CorrelatorSparsePixelChunkedNumba, {args.workers} local workers): "
+                  f"{bt:.2f} s   {[ln for ln in bout.splitlines() if ln.startswith('BASE')]}")
+            print(f"    ratio xpcs-correlator / daskxpcs = {bt / dt:.2f}x")
+            res.update(xpcscorr_s=bt, ratio=bt / dt)
+        except RuntimeError as exc:
+            print(f"    xpcs-correlator baseline failed, skipped: {str(exc).strip().splitlines()[-1]}")
+    return res
+
+
+def bench_dense(args) -> dict:
+    ny, nx = shape_of(args.scale)
+    T = args.frames or 2000
+    store = args.workdir / f"dense_{T}_{ny}x{nx}.zarr"
+    generate(store, T, ny, nx, 1.0)
+    dt, _, out = run_timed(correlate_cmd(store, args.workdir / "out_dense.zarr", args.scheduler))
+    bt, _, bout = run_timed([sys.executable, "-c", BASELINE_DENSE, str(store)])
+    base = [ln for ln in bout.splitlines() if ln.startswith("BASE")][-1]
+    mm = float(base.split("matmul=")[1].split()[0])
+    print(f"dense 1.0 ph/px/frame {T} x {ny}x{nx}: daskxpcs correlate {dt:.2f} s "
+          f"({T * ny * nx / dt:.3g} frame*pixel/s)\n    {out.strip().splitlines()[-1]}")
+    print(f"    numpy float32 X @ X.T process {bt:.2f} s ({base}); ratio numpy process / daskxpcs = "
+          f"{bt / dt:.2f}x, numpy matmul alone / daskxpcs = {mm / dt:.2f}x (target >= 1.3x)")
+    return {"daskxpcs_s": dt, "numpy_s": bt, "numpy_matmul_s": mm, "ratio": bt / dt}
+
+
+def bench_memory(args) -> dict:
+    ny, nx = shape_of(args.scale)
+    T = args.frames or 14000
+    store = args.workdir / f"sparse_{T}_{ny}x{nx}.zarr"
+    generate(store, T, ny, nx, 0.01)
+    dt, rss, out = peak_rss_cmd(correlate_cmd(store, args.workdir / "out_mem.zarr", args.scheduler))
+    ttcf_gib = (N_Q + 1) * T * T * 4 / 2**30
+    print(f"memory 0.01 ph/px/frame {T} x {ny}x{nx}: peak RSS {rss} MiB in {dt:.1f} s "
+          f"(one q-bin's T x T float32 would be {ttcf_gib / (N_Q + 1):.2f} GiB, all {ttcf_gib:.2f} GiB)")
+    return {"peak_rss_mib": rss, "seconds": dt}
+
+
+def bench_scaling(args) -> dict:
+    ny, nx = shape_of(args.scale)
+    T = args.frames or 2000
+    store = args.workdir / f"sparse_{T}_{ny}x{nx}.zarr"
+    generate(store, T, ny, nx, 0.01)
+    times = {}
+    for n in (1, 2):
+        times[n], _, _ = run_timed(correlate_cmd(store, args.workdir / f"out_scale{n}.zarr", f"local:{n}"))
+    print(f"scaling sparse {T} x {ny}x{nx}: local:1 {times[1]:.2f} s, local:2 {times[2]:.2f} s, "
+          f"speed-up {times[1] / times[2]:.2f}x")
+    return {"local1_s": times[1], "local2_s": times[2], "speedup": times[1] / times[2]}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["sparse", "dense", "memory", "scaling", "all"])
+    p.add_argument("--scale", type=float, default=1.0, help="detector side relative to 1024")
+    p.add_argument("--frames", type=int, help="frames (default 2000; 14000 for memory)")
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/daskxpcs-bench"))
+    p.add_argument("--scheduler", default="threads")
+    p.add_argument("--workers", type=int, default=2, help="xpcs-correlator local workers")
+    args = p.parse_args(argv)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]}", flush=True)
+    results = {}
+    for what in (["sparse", "dense", "memory", "scaling"] if args.what == "all" else [args.what]):
+        results[what] = globals()[f"bench_{what}"](args)
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

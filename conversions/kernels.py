@@ -1,0 +1,102 @@
+"""Numba kernels of the conversion: one pass over decoded frames (no Dask here).
+
+``scan_frames`` gathers everything a time block needs from a batch of frames in a
+single pass over memory: per-pixel sums, saturated pixels, per-frame sums over
+the stored pixels, and either the photon events or the dense stored columns.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def scan_events(flat: np.ndarray, col_of: np.ndarray, t_first: int, sat: int,
+                pixel_sum: np.ndarray, saturated: np.ndarray, frame_sum: np.ndarray,
+                ev_col: np.ndarray, ev_frame: np.ndarray, ev_raw: np.ndarray,
+                e: int) -> int:
+    """One pass over frames ``flat`` (n, npix) for the events layout.
+
+    Parameters
+    ----------
+    col_of : (npix,) int64 stored column of each pixel, -1 when not stored.
+    t_first : absolute index of the first frame of ``flat``.
+    sat : the saturation count (dtype maximum), or -1 for none.
+    pixel_sum, saturated : (npix,) accumulated in place (every pixel).
+    frame_sum : (n,) filled with the stored pixels' counts per frame.
+    ev_col, ev_frame, ev_raw : event buffers with room for every stored pixel of
+        every frame of ``flat`` after position ``e``.
+    e : events already in the buffers.
+
+    Returns
+    -------
+    Events in the buffers now; new ones in (frame, column) order.
+    """
+    for t in range(flat.shape[0]):
+        s = 0.0
+        for p in range(flat.shape[1]):
+            v = flat[t, p]
+            if v == 0:
+                continue
+            pixel_sum[p] += v
+            if v == sat:
+                saturated[p] = True
+            c = col_of[p]
+            if c >= 0:
+                s += v
+                ev_col[e] = c
+                ev_frame[e] = t_first + t
+                ev_raw[e] = v
+                e += 1
+        frame_sum[t] = s
+    return e
+
+
+@numba.njit(cache=True, nogil=True)
+def scan_dense(flat: np.ndarray, pixels: np.ndarray, sat: int, pixel_sum: np.ndarray,
+               saturated: np.ndarray, frame_sum: np.ndarray, out: np.ndarray) -> None:
+    """One pass over frames ``flat`` (n, npix) for the dense layout.
+
+    ``out`` (n, P) receives the stored columns ``flat[:, pixels]``; ``frame_sum``
+    (n,) their sums; ``pixel_sum`` and ``saturated`` (npix,) accumulate in place.
+    """
+    for t in range(flat.shape[0]):
+        for p in range(flat.shape[1]):
+            v = flat[t, p]
+            if v != 0:
+                pixel_sum[p] += v
+                if v == sat:
+                    saturated[p] = True
+        s = 0.0
+        for j in range(pixels.shape[0]):
+            v = flat[t, pixels[j]]
+            out[t, j] = v
+            s += v
+        frame_sum[t] = s
+
+
+@numba.njit(cache=True, nogil=True)
+def events_by_pixel(ev_col: np.ndarray, ev_frame: np.ndarray, ev_count: np.ndarray,
+                    n_cols: int):
+    """Counting sort of time-ordered events into CSR by column (stable: time order
+    is kept within a column).
+
+    Returns
+    -------
+    ptr (n_cols + 1,) int64, frame (E,) int32, count (E,) int32
+    """
+    ptr = np.zeros(n_cols + 1, np.int64)
+    for i in range(ev_col.shape[0]):
+        ptr[ev_col[i] + 1] += 1
+    for c in range(n_cols):
+        ptr[c + 1] += ptr[c]
+    fill = ptr[:-1].copy()
+    frame = np.empty(ev_col.shape[0], np.int32)
+    count = np.empty(ev_col.shape[0], np.int32)
+    for i in range(ev_col.shape[0]):
+        k = fill[ev_col[i]]
+        frame[k] = ev_frame[i]
+        count[k] = ev_count[i]
+        fill[ev_col[i]] = k + 1
+    return ptr, frame, count

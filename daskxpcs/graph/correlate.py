@@ -1,0 +1,234 @@
+"""The correlation graph of one scan (Dask only; numerics live in daskxpcs.kernels).
+
+Tasks run over (pixel tile x time-block pair), upper triangle only::
+
+    tile stats     per tile: frame sums S (n_q, T) [+ lag statistics, sparse tiles]
+    pairs          per (tile, ti <= tj): numerator {bin: (tb, tb)} [+ lag partial, dense tiles]
+    numerators     per (ti, tj): binary tree of in-place adds over tiles
+    write          per (ti, tj): C = N / (S1 S2), ttcf block and its mirror -> zarr,
+                   diagonal statistics of C
+    lag stats      per dense tile: tree over its pairs -> per-bin sums; tree over tiles
+    finalise       g2, g2_err, g2_age, c_diag_*, intensity -> zarr, ``complete``
+
+No task holds more than one tile x two time blocks, or one (n_q+1, tb, tb) block.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from dask.delayed import Delayed, delayed
+
+from conversions.errors import InputError
+from conversions.store import ScanStore, open_scan_store
+from daskxpcs import kernels as K
+from daskxpcs.graph import output, tasks
+from daskxpcs.graph.reduce import tree_reduce
+
+__all__ = ["CorrelationPlan", "plan_correlation", "build_graph", "EVENTS_MAX_DENSITY"]
+
+#: Photons / pixel / frame below which a tile uses the event-pair kernel. The event cost
+#: grows as density squared, the dense product's does not; they cross near 0.1 on a
+#: modern CPU, the margin keeps the BLAS path for anything not clearly sparse.
+EVENTS_MAX_DENSITY = 0.05
+DEFAULT_T_BLOCK = 512
+DENSE_P_TILE = 8192
+#: Events one sparse tile may read at once (its whole-scan lag statistics task).
+EVENTS_PER_TILE = 4_000_000
+
+
+@dataclass
+class CorrelationPlan:
+    """Sizes and per-tile choices of one scan's correlation, fixed before any task runs."""
+
+    store_path: str
+    n_frames: int
+    frame_time_s: float
+    t_block: int
+    p_tile: int
+    ttcf_bin: int
+    n_q: int
+    q_edges: np.ndarray
+    labels: np.ndarray
+    n_pix: np.ndarray
+    tiles: list[tuple[int, int]]
+    engines: list[str]
+    lags: np.ndarray
+    edges: np.ndarray
+    density: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def blocks(self) -> list[tuple[int, int]]:
+        return [(t0, min(self.n_frames, t0 + self.t_block)) for t0 in range(0, self.n_frames, self.t_block)]
+
+    @property
+    def engine(self) -> str:
+        kinds = {e for e, (p0, p1) in zip(self.engines, self.tiles)}
+        return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "none")
+
+
+def _resolve_q(store: ScanStore, qmap, q_edges) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if qmap is not None:
+        qmap = np.asarray(qmap, np.float64)
+        if qmap.shape != tuple(store.frame_shape):
+            raise InputError(f"qmap shape {qmap.shape} differs from the frames {tuple(store.frame_shape)} "
+                             f"of {store.path}")
+    else:
+        qmap = np.asarray(store.qmap, np.float64)
+    if q_edges is None:
+        q_edges = store.q_edges
+    if q_edges is None:
+        return None, None
+    edges = np.asarray(q_edges, np.float64).ravel()
+    if len(edges) < 2 or not np.all(np.diff(edges) > 0):
+        raise InputError(f"q_edges must be at least two increasing values, got {list(edges)}")
+    if not np.isfinite(qmap).any():
+        raise InputError(f"q_edges given but {store.path} has no q-map and none was passed")
+    return qmap.ravel()[store.pixels], edges
+
+
+def plan_correlation(store: ScanStore | str, *, qmap=None, q_edges: Sequence[float] | None = None,
+                     engine: str = "auto", t_block: int | None = None, p_tile: int | None = None,
+                     ttcf_bin: int = 1, n_windows: int = 4) -> CorrelationPlan:
+    """Choose block sizes, q-bin labels and the engine of every tile (reads metadata only)."""
+    if isinstance(store, (str, bytes)) or hasattr(store, "__fspath__"):
+        store = open_scan_store(store)
+    if engine not in ("auto", "events", "dense"):
+        raise InputError(f"engine must be 'auto', 'events' or 'dense', got {engine!r}")
+    ttcf_bin = int(ttcf_bin)
+    if ttcf_bin < 1:
+        raise InputError(f"ttcf_bin must be >= 1, got {ttcf_bin}")
+    T = int(store.n_frames)
+    if T < 1:
+        raise InputError(f"{store.path}: scan has no frames")
+    q, edges = _resolve_q(store, qmap, q_edges)
+    labels = K.pixel_labels(q, store.pixel_valid, edges)
+    n_q = 1 if edges is None else len(edges) - 1
+    q_edges_out = np.array([np.nan, np.nan]) if edges is None else edges
+    n_pix = np.bincount(labels[labels >= 0], minlength=n_q)[:n_q].astype(np.int64)
+    msgs = []
+    for b in np.flatnonzero(n_pix == 0):
+        msgs.append(f"{store.path}: q-bin {b} [{q_edges_out[b]:g}, {q_edges_out[b + 1]:g}) 1/A has no valid "
+                    "pixel; its correlations are NaN")
+
+    rate = np.nan_to_num(store.mean_image().ravel()[store.pixels], nan=0.0)
+    used = labels >= 0
+    density = float(rate[used].mean()) if used.any() else 0.0
+    P = len(labels)
+    if t_block is None:
+        t_block = DEFAULT_T_BLOCK
+    t_block = max(1, min(int(t_block), T))
+    t_block = math.ceil(t_block / ttcf_bin) * ttcf_bin
+    sparse = engine == "events" or (engine == "auto" and density < EVENTS_MAX_DENSITY)
+    if p_tile is None:
+        if sparse:
+            # Large tiles amortise the (tb, tb) numerator per task; the event budget bounds memory.
+            want = 4.0 / max(density, 1e-6) ** 2
+            cap = EVENTS_PER_TILE / max(density * T, 1e-9)
+            p_tile = int(max(DENSE_P_TILE, min(want, cap)))
+        else:
+            p_tile = DENSE_P_TILE
+        base = max(1, int(store.p_tile))
+        if p_tile > base:
+            p_tile = p_tile // base * base
+    p_tile = max(1, min(int(p_tile), max(P, 1)))
+    tiles, engines = [], []
+    for p0 in range(0, P, p_tile):
+        p1 = min(P, p0 + p_tile)
+        if not used[p0:p1].any():
+            continue
+        tiles.append((p0, p1))
+        if engine == "auto":
+            engines.append("events" if rate[p0:p1][used[p0:p1]].mean() < EVENTS_MAX_DENSITY else "dense")
+        else:
+            engines.append(engine)
+    return CorrelationPlan(
+        store_path=str(store.path), n_frames=T, frame_time_s=float(store.frame_time_s), t_block=t_block,
+        p_tile=p_tile, ttcf_bin=ttcf_bin, n_q=n_q, q_edges=q_edges_out, labels=labels, n_pix=n_pix,
+        tiles=tiles, engines=engines, lags=K.lag_ladder(T), edges=K.window_edges(T, n_windows),
+        density=density, warnings=msgs,
+    )
+
+
+def build_graph(plan: CorrelationPlan, out, *, mark_complete: bool = True) -> Delayed:
+    """The Delayed that computes and writes one scan's correlation outputs.
+
+    Computes nothing while building. The result of the Delayed is the dict of small
+    arrays (g2, g2_err, ...) also written to ``out``.
+    """
+    for msg in plan.warnings:
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    tag = uuid.uuid4().hex[:10]
+    spec = output.out_spec(out)
+    T, tb, fb = plan.n_frames, plan.t_block, plan.ttcf_bin
+    n_binned = T // fb
+    blocks = plan.blocks
+    pairs = [(i, j) for i in range(len(blocks)) for j in range(i, len(blocks))]
+    n_win = len(plan.edges) - 1
+    n_lag = len(plan.lags)
+
+    def const(obj, name):
+        return delayed(obj, name=f"{name}-{tag}", traverse=False)
+
+    lags = const(plan.lags, "xpcs-lags")
+    edges = const(plan.edges, "xpcs-edges")
+    lagidx = const(K.lag_index(T, plan.lags), "xpcs-lagidx")
+    win_of = const(np.repeat(np.arange(n_win, dtype=np.int32), np.diff(plan.edges)), "xpcs-winof")
+    n_pix = const(plan.n_pix, "xpcs-npix")
+    attrs = {
+        "frame_time_s": plan.frame_time_s, "n_frames": T, "ttcf_bin": fb, "engine": plan.engine,
+        "t_block": tb, "p_tile": plan.p_tile, "source_store": plan.store_path,
+    }
+    ready = delayed(output.init_output, pure=True)(spec, plan.n_q + 1, n_binned, max(1, tb // fb), attrs,
+                                                   dask_key_name=f"xpcs-init-{tag}")
+
+    s_parts, lag_parts = [], []
+    num_parts: dict[tuple[int, int], list] = {p: [] for p in pairs}
+    for t, ((p0, p1), eng) in enumerate(zip(plan.tiles, plan.engines)):
+        layout = const(K.tile_layout(plan.labels[p0:p1], plan.n_q), f"xpcs-layout-{t}")
+        if eng == "events":
+            st = delayed(tasks.events_tile_stats, pure=True)(
+                plan.store_path, p0, p1, layout, T, lags, lagidx, win_of, n_win,
+                dask_key_name=f"xpcs-evstats-{tag}-{t}")
+            s_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 0, dask_key_name=f"xpcs-s-{tag}-{t}"))
+            lag_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 1, dask_key_name=f"xpcs-lag-{tag}-{t}"))
+            for i, j in pairs:
+                num_parts[(i, j)].append(delayed(tasks.events_pair, pure=True)(
+                    plan.store_path, p0, p1, layout, blocks[i], blocks[j],
+                    dask_key_name=f"xpcs-evpair-{tag}-{t}-{i}-{j}"))
+        else:
+            s_parts.append(delayed(tasks.dense_tile_sums, pure=True)(
+                plan.store_path, p0, p1, layout, T, tb, dask_key_name=f"xpcs-s-{tag}-{t}"))
+            tile_lag = []
+            # Pairs ordered by diagonal so tree neighbours share lag ranges.
+            for i, j in sorted(pairs, key=lambda ij: (ij[1] - ij[0], ij[0])):
+                res = delayed(tasks.dense_pair, pure=True, nout=2)(
+                    plan.store_path, p0, p1, layout, blocks[i], blocks[j], lags, edges,
+                    dask_key_name=f"xpcs-dpair-{tag}-{t}-{i}-{j}")
+                num, lag = res
+                num_parts[(i, j)].append(num)
+                tile_lag.append(lag)
+            part = tree_reduce(tile_lag, K.add_lag, f"xpcs-lagtree-{tag}-{t}")
+            lag_parts.append(delayed(tasks.finish_lag, pure=True)(part, layout, n_lag,
+                                                                  dask_key_name=f"xpcs-lag-{tag}-{t}"))
+
+    if not plan.tiles:
+        raise InputError(f"{plan.store_path}: no valid pixel in any q-bin")
+    s_full = tree_reduce(s_parts, K.add_arrays, f"xpcs-stree-{tag}")
+    lag_stats = tree_reduce(lag_parts, K.add_arrays, f"xpcs-lagall-{tag}")
+    c_parts = []
+    for i, j in pairs:
+        num = tree_reduce(num_parts[(i, j)], K.add_num, f"xpcs-numtree-{tag}-{i}-{j}")
+        c_parts.append(delayed(output.normalise_and_write, pure=True)(
+            num, s_full, n_pix, blocks[i], blocks[j], lags, spec, fb, n_binned, ready,
+            dask_key_name=f"xpcs-write-{tag}-{i}-{j}"))
+    c_stats = tree_reduce(c_parts, K.add_arrays, f"xpcs-ctree-{tag}")
+    return delayed(output.finalise_output, pure=True)(
+        spec, s_full, lag_stats, c_stats, n_pix, lags, edges, plan.frame_time_s, plan.q_edges, mark_complete,
+        dask_key_name=f"xpcs-final-{tag}")

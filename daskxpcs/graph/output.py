@@ -1,0 +1,112 @@
+"""Zarr output of one scan's correlation (I/O only; see docs/internals.md for the arrays).
+
+Tasks write disjoint, chunk-aligned regions, so no two tasks touch the same chunk.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import zarr
+
+from daskxpcs import kernels as K
+
+__all__ = ["out_spec", "open_out", "init_output", "normalise_and_write", "finalise_output"]
+
+SMALL_ARRAYS = ("g2", "g2_err", "lag_frames", "lag_s", "g2_age", "g2_age_err", "age_t0_s",
+                "c_diag_mean", "c_diag_var", "intensity", "n_pixels", "q_edges", "q_centres")
+
+
+def out_spec(out: Any) -> tuple:
+    """A picklable handle on the output group: ("path", str) or ("group", store, path)."""
+    if isinstance(out, zarr.Group):
+        return ("group", out.store, out.path)
+    return ("path", str(out))
+
+
+def open_out(spec: tuple, mode: str = "r+") -> zarr.Group:
+    """Open the output group named by :func:`out_spec`."""
+    if spec[0] == "path":
+        return zarr.open_group(spec[1], mode=mode)
+    return zarr.open_group(store=spec[1], path=spec[2], mode="r+" if mode == "w" else mode)
+
+
+def init_output(spec: tuple, n_arrays: int, n_binned: int, tb_binned: int, attrs: dict) -> bool:
+    """Create the group and the empty ``ttcf`` array; mark the group incomplete first."""
+    g = open_out(spec, mode="w")
+    g.attrs.update({"complete": False})
+    for name in ("ttcf", *SMALL_ARRAYS):
+        if name in g:
+            del g[name]
+    g.create_array("ttcf", shape=(n_arrays, n_binned, n_binned), chunks=(1, tb_binned, tb_binned),
+                   dtype="float32", fill_value=np.nan)
+    g.attrs.update(attrs)
+    return True
+
+
+def normalise_and_write(num: dict, s_full: np.ndarray, n_pix: np.ndarray, a: tuple[int, int], b: tuple[int, int],
+                        lags: np.ndarray, spec: tuple, ttcf_bin: int, n_binned: int, ready: bool) -> np.ndarray:
+    """Normalise one reduced numerator block, write it (and its mirror) into ``ttcf``.
+
+    Returns
+    -------
+    (3, n_q + 1, n_lag) diagonal statistics of C (count, sum, sum of squares).
+    """
+    assert ready
+    a0, a1 = a
+    b0, b1 = b
+    c = K.normalise_block(num, s_full[:, a0:a1], s_full[:, b0:b1], n_pix, (a1 - a0, b1 - b0))
+    stats = K.c_diag_stats(c, a0, b0, lags)
+    usable = n_binned * ttcf_bin
+    rows = (min(a1, usable) - a0) // ttcf_bin
+    cols = (min(b1, usable) - b0) // ttcf_bin
+    if rows > 0 and cols > 0:
+        blk = K.bin_block(c, rows, cols, ttcf_bin).astype(np.float32)
+        r0, c0 = a0 // ttcf_bin, b0 // ttcf_bin
+        arr = open_out(spec)["ttcf"]
+        arr[:, r0:r0 + rows, c0:c0 + cols] = blk
+        if a != b:
+            arr[:, c0:c0 + cols, r0:r0 + rows] = blk.transpose(0, 2, 1)
+    return stats
+
+
+def finalise_output(spec: tuple, s_full: np.ndarray, lag_stats: np.ndarray, c_stats: np.ndarray, n_pix: np.ndarray,
+                    lags: np.ndarray, edges: np.ndarray, frame_time_s: float, q_edges: np.ndarray,
+                    mark_complete: bool) -> dict:
+    """Compute g2 and friends from the reduced sums and write every small array.
+
+    Returns the small arrays as a dict (also handy for callers of the graph).
+    """
+    res = K.g2_from_sums(s_full, n_pix, lag_stats[0], lag_stats[1], lags, edges)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = c_stats[1] / c_stats[0]
+        var = c_stats[2] / c_stats[0] - mean * mean
+    res.update({
+        "lag_frames": np.asarray(lags, np.int64),
+        "lag_s": np.asarray(lags, np.float64) * frame_time_s,
+        "age_t0_s": np.asarray(edges[:-1], np.float64) * frame_time_s,
+        "c_diag_mean": mean,
+        "c_diag_var": np.maximum(var, 0.0),
+        "n_pixels": np.append(n_pix, np.sum(n_pix)).astype(np.int64),
+        "q_edges": np.asarray(q_edges, np.float64),
+        "q_centres": 0.5 * (np.asarray(q_edges, np.float64)[1:] + np.asarray(q_edges, np.float64)[:-1]),
+    })
+    g = open_out(spec)
+    for name in SMALL_ARRAYS:
+        data = np.ascontiguousarray(res[name])
+        if name in g:
+            del g[name]
+        arr = g.create_array(name, shape=data.shape, dtype=data.dtype,
+                             chunks=data.shape if data.size else None)
+        if data.size:
+            arr[...] = data
+    if mark_complete:
+        g.attrs.update({"complete": True})
+    return res
+
+
+def ttcf_geometry(n_frames: int, t_block: int, ttcf_bin: int) -> tuple[int, int, int]:
+    """(T', tb', number of time blocks) for a scan of ``n_frames`` frames."""
+    return n_frames // ttcf_bin, t_block // ttcf_bin, math.ceil(n_frames / t_block)

@@ -1,0 +1,74 @@
+"""Task bodies of the correlation graph: read one piece of a scan store, call a kernel.
+
+Each function is module level (picklable for process and distributed workers) and
+touches only one pixel tile x one or two time blocks, or small reduced arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from conversions.store import ScanStore, open_scan_store
+from daskxpcs import kernels as K
+
+__all__ = ["open_store", "dense_tile_sums", "events_tile_stats", "dense_pair", "events_pair", "finish_lag"]
+
+
+@functools.lru_cache(maxsize=8)
+def _open_cached(path: str, stamp: int) -> ScanStore:
+    return open_scan_store(path)
+
+
+def open_store(path: str) -> ScanStore:
+    """Open a scan store once per worker process (re-opened when its metadata changes)."""
+    stamp = os.stat(Path(path) / "zarr.json").st_mtime_ns
+    return _open_cached(str(path), stamp)
+
+
+def dense_tile_sums(path: str, p0: int, p1: int, layout: K.TileLayout, n_frames: int, t_block: int) -> np.ndarray:
+    """Counts per bin per frame of one tile, streaming over time blocks: (n_q, T) float64."""
+    st = open_store(path)
+    out = np.zeros((len(layout.bin_start) - 1, n_frames), np.float64)
+    for t0 in range(0, n_frames, t_block):
+        t1 = min(n_frames, t0 + t_block)
+        out[:, t0:t1] = K.dense_frame_sums(K.pixel_major(st.read_dense(t0, t1, p0, p1), layout), layout)
+    return out
+
+
+def events_tile_stats(path: str, p0: int, p1: int, layout: K.TileLayout, n_frames: int, lags: np.ndarray,
+                      lagidx: np.ndarray, win_of: np.ndarray, n_win: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame sums (n_q, T) and lag statistics (2, n_win+1, n_q, n_lag) of one sparse tile."""
+    ev = open_store(path).read_events(0, n_frames, p0, p1)
+    return K.event_tile_stats(ev, layout.labels, len(layout.bin_start) - 1, n_frames, lags, lagidx, win_of, n_win)
+
+
+def dense_pair(path: str, p0: int, p1: int, layout: K.TileLayout, a: tuple[int, int], b: tuple[int, int],
+               lags: np.ndarray, edges: np.ndarray) -> tuple[dict, tuple]:
+    """Numerator {bin: (ni, nj)} and per-pixel lag partial of one (tile, block a, block b)."""
+    st = open_store(path)
+    xi = K.pixel_major(st.read_dense(a[0], a[1], p0, p1), layout)
+    xj = xi if a == b else K.pixel_major(st.read_dense(b[0], b[1], p0, p1), layout)
+    return K.dense_products(xi, xj, layout), K.dense_lag_sums(xi, xj, a, b, lags, edges)
+
+
+def events_pair(path: str, p0: int, p1: int, layout: K.TileLayout, a: tuple[int, int],
+                b: tuple[int, int]) -> dict:
+    """Numerator {bin: (ni, nj)} of one (tile, block a, block b) from photon events."""
+    st = open_store(path)
+    ev_i = st.read_events(a[0], a[1], p0, p1)
+    ev_j = ev_i if a == b else st.read_events(b[0], b[1], p0, p1)
+    return K.event_pairs(ev_i, ev_j, layout, a, b)
+
+
+def finish_lag(part: tuple, layout: K.TileLayout, n_lag: int) -> np.ndarray:
+    """A dense tile's complete lag partial -> per-bin statistics (2, n_win+1, n_q, n_lag)."""
+    return K.lag_bin_stats(part, layout, n_lag)
+
+
+def split_tile_stats(pair: tuple, which: int):
+    """Element ``which`` of an ``events_tile_stats`` result."""
+    return pair[which]

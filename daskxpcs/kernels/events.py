@@ -1,0 +1,136 @@
+"""Event-pair correlation kernel for sparse photon data (numba, serial, no Dask).
+
+The cost is sum over pixels of (photons in block i) x (photons in block j), instead
+of pixels x frames^2 for a dense product: at 1e-2 photons / pixel / frame that is
+orders of magnitude less work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from daskxpcs.kernels.diag import TileLayout
+
+__all__ = ["event_pairs", "event_frame_sums", "event_tile_stats"]
+
+
+@njit(nogil=True, cache=True)
+def _event_pairs(ptr_i, frame_i, count_i, ptr_j, frame_j, count_j, slot, a0, b0, num):
+    n_px = ptr_i.shape[0] - 1
+    for p in range(n_px):
+        s = slot[p]
+        if s < 0:
+            continue
+        for e1 in range(ptr_i[p], ptr_i[p + 1]):
+            u = frame_i[e1] - a0
+            c1 = np.float64(count_i[e1])
+            for e2 in range(ptr_j[p], ptr_j[p + 1]):
+                num[s, u, frame_j[e2] - b0] += c1 * np.float64(count_j[e2])
+
+
+def event_pairs(ev_i: tuple, ev_j: tuple, layout: TileLayout, a: tuple[int, int],
+                b: tuple[int, int]) -> dict:
+    """Numerator sums of one (pixel tile, time block i, time block j) from photon events.
+
+    For every pair of events of the same pixel with f1 in [a0, a1), f2 in [b0, b1),
+    adds c1 * c2 to num[bin, f1 - a0, f2 - b0]. Cost ~ sum_p n_p,i * n_p,j.
+
+    Parameters
+    ----------
+    ev_i, ev_j : (ptr (pt+1,) int64, frame (E,) int32 absolute, count (E,) int32)
+        events of the tile's pixels in frames [a0, a1) and [b0, b1), CSR by pixel.
+        For a diagonal block pass the same events twice.
+    layout : the tile's :class:`TileLayout` (pixel -> bin)
+    a, b : (a0, a1), (b0, b1) frame ranges
+
+    Returns
+    -------
+    {bin: (a1-a0, b1-b0) float64} sum over the bin's pixels of I(t1) I(t2)
+    """
+    a0, a1 = a
+    b0, b1 = b
+    bins = layout.bins
+    slot_of_bin = np.full(len(layout.bin_start) - 1, -1, np.int64)
+    slot_of_bin[bins] = np.arange(len(bins))
+    slot = np.where(layout.labels >= 0, slot_of_bin[np.maximum(layout.labels, 0)], -1).astype(np.int64)
+    num = np.zeros((len(bins), a1 - a0, b1 - b0), np.float64)
+    ptr_i, fr_i, ct_i = ev_i
+    ptr_j, fr_j, ct_j = ev_j
+    _event_pairs(ptr_i, fr_i.astype(np.int64), ct_i, ptr_j, fr_j.astype(np.int64), ct_j, slot, a0, b0, num)
+    return {int(bn): num[s] for s, bn in enumerate(bins)}
+
+
+@njit(nogil=True, cache=True)
+def _event_frame_sums(ptr, frame, count, labels, t0, out):
+    for p in range(ptr.shape[0] - 1):
+        lab = labels[p]
+        if lab < 0:
+            continue
+        for e in range(ptr[p], ptr[p + 1]):
+            out[lab, frame[e] - t0] += count[e]
+
+
+def event_frame_sums(ev: tuple, labels: np.ndarray, n_q: int, t0: int, t1: int) -> np.ndarray:
+    """Photons per bin per frame of one tile's events in frames [t0, t1): (n_q, t1-t0) float64."""
+    out = np.zeros((n_q, t1 - t0), np.float64)
+    ptr, frame, count = ev
+    _event_frame_sums(ptr, frame.astype(np.int64), count, np.asarray(labels, np.int64), t0, out)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _event_tile_stats(ptr, frame, count, labels, lags, lagidx, win_of, s_out, stats, acc):
+    kmax = lags[lags.shape[0] - 1] if lags.shape[0] > 0 else 0
+    for p in range(ptr.shape[0] - 1):
+        lab = labels[p]
+        if lab < 0:
+            continue
+        e0, e1 = ptr[p], ptr[p + 1]
+        acc[:, :] = 0.0
+        for a in range(e0, e1):
+            f1 = frame[a]
+            c1 = np.float64(count[a])
+            s_out[lab, f1] += c1
+            w1 = win_of[f1]
+            for b in range(a + 1, e1):
+                k = frame[b] - f1
+                if k > kmax:
+                    break
+                li = lagidx[k]
+                if li >= 0:
+                    v = c1 * np.float64(count[b])
+                    acc[0, li] += v
+                    if win_of[frame[b]] == w1:
+                        acc[1 + w1, li] += v
+        for w in range(acc.shape[0]):
+            for li in range(acc.shape[1]):
+                v = acc[w, li]
+                stats[0, w, lab, li] += v
+                stats[1, w, lab, li] += v * v
+
+
+def event_tile_stats(ev: tuple, labels: np.ndarray, n_q: int, n_frames: int, lags: np.ndarray,
+                     lagidx: np.ndarray, win_of: np.ndarray, n_win: int):
+    """Frame sums and per-bin lag statistics of one pixel tile from its events over the whole scan.
+
+    Works pixel by pixel, so memory is the tile's events plus O(n_q x T).
+
+    Parameters
+    ----------
+    ev : (ptr, frame, count) events of the tile over frames [0, T), CSR by pixel, time-ordered
+    labels : (pt,) bin per pixel, -1 unused
+
+    Returns
+    -------
+    s : (n_q, T) float64 photons per bin per frame
+    stats : (2, n_win + 1, n_q, n_lag) float64 sums over pixels of A_p(k) and A_p(k)**2,
+        A_p(k) = sum_t I_p(t) I_p(t+k) (index 0 whole scan, 1 + w inside window w)
+    """
+    ptr, frame, count = ev
+    s = np.zeros((n_q, n_frames), np.float64)
+    stats = np.zeros((2, n_win + 1, n_q, len(lags)), np.float64)
+    acc = np.zeros((n_win + 1, len(lags)), np.float64)
+    _event_tile_stats(ptr, frame.astype(np.int64), count, np.asarray(labels, np.int64),
+                      np.asarray(lags, np.int64), lagidx, win_of, s, stats, acc)
+    return s, stats

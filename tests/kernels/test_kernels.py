@@ -1,0 +1,137 @@
+"""Kernels on plain arrays against direct numpy loops (no Dask, no stores)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daskxpcs import kernels as K
+
+
+def csr(x: np.ndarray, t0: int):
+    """(t, p) dense counts -> CSR-by-pixel events with absolute frames."""
+    px, fr = np.nonzero(x.T)
+    ptr = np.zeros(x.shape[1] + 1, np.int64)
+    np.cumsum(np.bincount(px, minlength=x.shape[1]), out=ptr[1:])
+    return ptr, (fr + t0).astype(np.int32), x[fr, px].astype(np.int32)
+
+
+def lag_sums_loop(x, lags, edges):
+    """A_p(k) = sum_t x[t,p] x[t+k,p] for the whole scan and inside each window."""
+    T, P = x.shape
+    out = np.zeros((len(edges), len(lags), P))
+    for li, k in enumerate(lags):
+        out[0, li] = (x[: T - k] * x[k:]).sum(axis=0)
+        for w in range(len(edges) - 1):
+            a, b = edges[w], edges[w + 1]
+            if b - a > k:
+                out[1 + w, li] = (x[a:b - k] * x[a + k:b]).sum(axis=0)
+    return out
+
+
+scans = st.tuples(st.integers(2, 40), st.integers(1, 12), st.sampled_from([0.0, 0.05, 0.5, 3.0]),
+                  st.integers(1, 4), st.integers(0, 2**31))
+
+
+def draw(T, P, density, n_q, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.poisson(density, (T, P)).astype(np.float32)
+    labels = rng.integers(-1, n_q, P).astype(np.int32)
+    return x, labels
+
+
+@settings(max_examples=25, deadline=None)
+@given(scans, st.data())
+def test_event_pairs_equal_dense_products_and_numpy(scan, data):
+    T, P, density, n_q, seed = scan
+    x, labels = draw(T, P, density, n_q, seed)
+    a0 = data.draw(st.integers(0, T - 1))
+    a1 = data.draw(st.integers(a0 + 1, T))
+    b0 = data.draw(st.integers(a0, T - 1))
+    b1 = data.draw(st.integers(b0 + 1, T))
+    lay = K.tile_layout(labels, n_q)
+    ev = K.event_pairs(csr(x[a0:a1], a0), csr(x[b0:b1], b0), lay, (a0, a1), (b0, b1))
+    de = K.dense_products(K.pixel_major(x[a0:a1], lay), K.pixel_major(x[b0:b1], lay), lay)
+    assert sorted(ev) == sorted(de) == sorted(set(labels[labels >= 0].tolist()))
+    for b in ev:
+        m = labels == b
+        want = x[a0:a1, m].astype(np.float64) @ x[b0:b1, m].T.astype(np.float64)
+        np.testing.assert_array_equal(ev[b], want)
+        np.testing.assert_array_equal(de[b], want)
+
+
+@settings(max_examples=25, deadline=None)
+@given(scans, st.integers(1, 4), st.data())
+def test_lag_sums_dense_and_events_equal_numpy(scan, n_win, data):
+    T, P, density, n_q, seed = scan
+    x, labels = draw(T, P, density, n_q, seed)
+    lags = K.lag_ladder(T)
+    edges = K.window_edges(T, n_win)
+    lay = K.tile_layout(labels, n_q)
+    want = lag_sums_loop(x.astype(np.float64), lags, edges)[:, :, lay.perm]
+    # dense: sum of the partials of every block pair (ti <= tj) of a random blocking
+    tb = data.draw(st.integers(1, T))
+    blocks = [(t, min(T, t + tb)) for t in range(0, T, tb)]
+    total = (0, np.zeros((len(edges), 0, len(lay.perm))))
+    for i, a in enumerate(blocks):
+        for b in blocks[i:]:
+            part = K.dense_lag_sums(K.pixel_major(x[a[0]:a[1]], lay), K.pixel_major(x[b[0]:b[1]], lay), a, b,
+                                    lags, edges)
+            total = K.add_lag(total, part)
+    got = np.zeros_like(want)
+    got[:, total[0]:total[0] + total[1].shape[1]] = total[1]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    # per-bin statistics from the dense partial and from the whole-scan event kernel agree
+    stats_dense = K.lag_bin_stats(total, lay, len(lags))
+    win_of = np.repeat(np.arange(len(edges) - 1, dtype=np.int32), np.diff(edges))
+    s, stats_ev = K.event_tile_stats(csr(x, 0), labels, n_q, T, lags, K.lag_index(T, lags), win_of, len(edges) - 1)
+    np.testing.assert_allclose(stats_ev, stats_dense, rtol=1e-12)
+    for b in range(n_q):
+        m = labels[lay.perm] == b
+        np.testing.assert_allclose(stats_ev[0, :, b], want[:, :, m].sum(axis=2), rtol=1e-12)
+        np.testing.assert_allclose(stats_ev[1, :, b], (want[:, :, m] ** 2).sum(axis=2), rtol=1e-12)
+        np.testing.assert_array_equal(s[b], x[:, labels == b].sum(axis=1))
+        np.testing.assert_array_equal(K.dense_frame_sums(K.pixel_major(x, lay), lay)[b], s[b])
+        np.testing.assert_array_equal(K.event_frame_sums(csr(x, 0), labels, n_q, 0, T)[b], s[b])
+
+
+def test_pixel_labels_left_closed_and_invalid():
+    q = np.array([1.0, 1.5, 2.0, 2.5, np.nan, 0.5, 1.2])
+    valid = np.array([1, 1, 1, 1, 1, 1, 0], bool)
+    assert K.pixel_labels(q, valid, [1.0, 1.5, 2.5]).tolist() == [0, 1, 1, -1, -1, -1, -1]
+    assert K.pixel_labels(q, valid, None).tolist() == [0, 0, 0, 0, 0, 0, -1]
+
+
+def test_c_diag_stats_and_binning():
+    rng = np.random.default_rng(0)
+    T = 30
+    c = rng.random((2, T, T))
+    c[0, 3, 7] = np.nan
+    lags = K.lag_ladder(T)
+    full = np.zeros((3, 2, len(lags)))
+    for a0, a1, b0, b1 in [(0, 10, 0, 10), (0, 10, 10, 30), (10, 30, 10, 30)]:
+        full += K.c_diag_stats(np.ascontiguousarray(c[:, a0:a1, b0:b1]), a0, b0, lags)
+    for li, k in enumerate(lags):
+        d = np.diagonal(c, k, axis1=1, axis2=2)
+        ok = np.isfinite(d)
+        np.testing.assert_array_equal(full[0, :, li], ok.sum(axis=1))
+        np.testing.assert_allclose(full[1, :, li], np.where(ok, d, 0).sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(K.bin_block(c, 10, 9, 3), c[:, :30, :27].reshape(2, 10, 3, 9, 3).mean(axis=(2, 4)))
+
+
+def test_normalise_block_union_and_empty_bin():
+    s_i = np.array([[2.0, 4.0], [0.0, 0.0]])
+    num = {0: np.array([[8.0, 4.0], [2.0, 6.0]])}
+    c = K.normalise_block(num, s_i, s_i, np.array([2, 0]), (2, 2))
+    # bin 0: N = num / 2, S = s / 2
+    np.testing.assert_allclose(c[0], (num[0] / 2) / np.outer(s_i[0] / 2, s_i[0] / 2))
+    assert np.isnan(c[1]).all()
+    np.testing.assert_allclose(c[2], c[0])
+
+
+def test_window_edges_and_lag_index():
+    assert K.window_edges(10, 4).tolist() == [0, 2, 5, 7, 10]
+    assert K.window_edges(3, 5).tolist() == [0, 1, 2, 3]
+    idx = K.lag_index(40, K.lag_ladder(40))
+    assert idx[10] == 8 and idx[9] == -1 and idx[0] == -1
