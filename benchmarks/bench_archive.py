@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--simulate-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.simulate_only:
-        simulate(a.workdir / "campaign", a.scale, a.isobars, a.seed)
+        simulate(a.workdir, a.scale, a.isobars, a.seed)
         return 0
 
     from daskxpcs.campaign import load_manifest, run_campaign

@@ -150,7 +150,8 @@ edges = np.asarray(st.q_edges)
 masks = np.stack([(q >= edges[b]) & (q < edges[b + 1]) & st.valid for b in range(len(edges) - 1)])
 t1 = time.perf_counter()
 c = CorrelatorSparsePixelChunkedNumba(count[idx].astype(np.float64), frame[idx].astype(np.int64), full_ptr,
-                                      (T, ny, nx), masks, ttcf_format="t1,t2",
+                                      (T, ny, nx), masks, ttcf_format="t1,t2", t1_t2_binning=None,
+                                      age_binning=None, lag_binning=None,
                                       extra_options={"dask_cluster_type": "local", "dask_n_workers": int(sys.argv[2]),
                                                      "chunks_N": int(sys.argv[3])})
 c._compute()

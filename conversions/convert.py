@@ -23,7 +23,7 @@ import zarr
 from conversions.decode import FrameReader
 from conversions.errors import InputError, RawFormatError, StoreError
 from conversions.formats import RawScan, open_raw
-from conversions.store import (ScanStore, block_range, choose_layout, create_store,
+from conversions.store import (WORK, ScanStore, block_range, choose_layout, create_store,
                                done_blocks, finalise_store, open_scan_store,
                                saturation_value, write_block)
 
@@ -198,17 +198,11 @@ def convert(raw: str | Path | RawScan, store_path: str | Path, *,
 def _resume_blocks(path: Path) -> set[int]:
     """Done blocks of an incomplete store; unfinished blocks' groups are reset."""
     g = zarr.open_group(str(path), mode="r+")
-    done = set()
-    for i in range(g.attrs["n_blocks"]):
-        try:
-            if g[f"_work/b{i}"].attrs.get("done"):
-                done.add(i)
-                continue
-        except Exception:  # missing or half-written metadata
-            pass
-        g.create_group(f"_work/b{i}", overwrite=True)
-        if g.attrs["layout"] == "events":
-            g.create_group(f"events/b{i}", overwrite=True)
+    done = done_blocks(path)
+    (path / WORK).mkdir(exist_ok=True)
+    if g.attrs["layout"] == "events":
+        for i in set(range(g.attrs["n_blocks"])) - done:
+            g.create_group(f"events/b{i}", overwrite=True)  # drop half-written arrays
     return done
 
 

@@ -12,65 +12,77 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def scan_events(flat: np.ndarray, col_of: np.ndarray, t_first: int, sat: int,
-                pixel_sum: np.ndarray, saturated: np.ndarray, frame_sum: np.ndarray,
+def nonzero_positions(frame: np.ndarray, idx: np.ndarray) -> int:
+    """Write the positions of nonzero values of 1-D ``frame`` into ``idx`` (at least
+    ``frame.size + 1`` long); returns how many. Branch-free, so fast on sparse frames."""
+    n = 0
+    for p in range(frame.shape[0]):
+        idx[n] = p
+        n += frame[p] != 0
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def scan_events(frame: np.ndarray, col_of: np.ndarray, t: int, sat: int,
+                pixel_sum: np.ndarray, saturated: np.ndarray, idx: np.ndarray,
                 ev_col: np.ndarray, ev_frame: np.ndarray, ev_raw: np.ndarray,
-                e: int) -> int:
-    """One pass over frames ``flat`` (n, npix) for the events layout.
+                e: int):
+    """One pass over one frame (1-D, npix) for the events layout.
 
     Parameters
     ----------
-    col_of : (npix,) int64 stored column of each pixel, -1 when not stored.
-    t_first : absolute index of the first frame of ``flat``.
+    col_of : (npix,) int32 stored column of each pixel, -1 when not stored.
+    t : absolute frame index.
     sat : the saturation count (dtype maximum), or -1 for none.
     pixel_sum, saturated : (npix,) accumulated in place (every pixel).
-    frame_sum : (n,) filled with the stored pixels' counts per frame.
-    ev_col, ev_frame, ev_raw : event buffers with room for every stored pixel of
-        every frame of ``flat`` after position ``e``.
-    e : events already in the buffers.
+    idx : (npix + 1,) int64 scratch.
+    ev_col, ev_frame, ev_raw : event buffers with room for every stored pixel
+        after position ``e``.
 
     Returns
     -------
-    Events in the buffers now; new ones in (frame, column) order.
+    (events in the buffers now, counts of the stored pixels in this frame)
     """
-    for t in range(flat.shape[0]):
-        s = 0.0
-        for p in range(flat.shape[1]):
-            v = flat[t, p]
-            if v == 0:
-                continue
-            pixel_sum[p] += v
-            if v == sat:
-                saturated[p] = True
-            c = col_of[p]
-            if c >= 0:
-                s += v
-                ev_col[e] = c
-                ev_frame[e] = t_first + t
-                ev_raw[e] = v
-                e += 1
-        frame_sum[t] = s
-    return e
+    n = nonzero_positions(frame, idx)
+    s = 0.0
+    for k in range(n):
+        p = idx[k]
+        v = frame[p]
+        pixel_sum[p] += v
+        if v == sat:
+            saturated[p] = True
+        c = col_of[p]
+        if c >= 0:
+            s += v
+            ev_col[e] = c
+            ev_frame[e] = t
+            ev_raw[e] = v
+            e += 1
+    return e, s
 
 
 @numba.njit(cache=True, nogil=True)
 def scan_dense(flat: np.ndarray, pixels: np.ndarray, sat: int, pixel_sum: np.ndarray,
-               saturated: np.ndarray, frame_sum: np.ndarray, out: np.ndarray) -> None:
+               saturated: np.ndarray, frame_sum: np.ndarray, out: np.ndarray,
+               idx: np.ndarray) -> None:
     """One pass over frames ``flat`` (n, npix) for the dense layout.
 
     ``out`` (n, P) receives the stored columns ``flat[:, pixels]``; ``frame_sum``
-    (n,) their sums; ``pixel_sum`` and ``saturated`` (npix,) accumulate in place.
+    (n,) their sums; ``pixel_sum`` and ``saturated`` (npix,) accumulate in place;
+    ``idx`` (npix + 1,) int64 scratch.
     """
     for t in range(flat.shape[0]):
-        for p in range(flat.shape[1]):
-            v = flat[t, p]
-            if v != 0:
-                pixel_sum[p] += v
-                if v == sat:
-                    saturated[p] = True
+        frame = flat[t]
+        n = nonzero_positions(frame, idx)
+        for k in range(n):
+            p = idx[k]
+            v = frame[p]
+            pixel_sum[p] += v
+            if v == sat:
+                saturated[p] = True
         s = 0.0
         for j in range(pixels.shape[0]):
-            v = flat[t, pixels[j]]
+            v = frame[pixels[j]]
             out[t, j] = v
             s += v
         frame_sum[t] = s

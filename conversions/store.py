@@ -14,18 +14,21 @@ Layout of one store (a Zarr v3 group; see docs/internals.md)::
     events/b{i}/count    (E,) int32
 
 Every time block is written by one task into arrays (or whole shards) that no
-other task touches, then marked done in ``_work/b{i}``; :func:`finalise_store`
+other task touches, then leaves its partial sums in ``_work/b{i}.npz`` (renamed into
+place last: the block's done marker); :func:`finalise_store`
 reduces the per-block partial sums, verifies the totals and writes ``complete``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numcodecs
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
@@ -34,6 +37,7 @@ from conversions import kernels
 from conversions.errors import InputError, StoreError
 
 FORMAT_VERSION = 1
+WORK = "_work"  # per-block scratch (not a Zarr node), removed once complete
 #: Photons per valid pixel per frame above which "auto" stores dense counts.
 #: Below it, photon events are smaller on disk and the event-pair correlator
 #: does less work than a dense product (its cost grows as density squared).
@@ -179,9 +183,7 @@ def create_store(path: str | Path, *, n_frames: int, frame_shape: tuple[int, int
         ev = g.create_group("events")
         for i in range(n_blocks):
             ev.create_group(f"b{i}")
-    w = g.create_group("_work")
-    for i in range(n_blocks):
-        w.create_group(f"b{i}")
+    (path / WORK).mkdir()
     return g
 
 
@@ -191,17 +193,37 @@ def block_range(attrs: dict, i: int) -> tuple[int, int]:
     return t0, min(attrs["n_frames"], t0 + attrs["t_block"])
 
 
+def _work_file(path: str | Path, i: int) -> Path:
+    return Path(path) / WORK / f"b{i}.npz"
+
+
 def done_blocks(path: str | Path) -> set[int]:
     """Indices of the time blocks already written and marked done."""
-    g = zarr.open_group(str(path), mode="r")
-    out = set()
-    for i in range(g.attrs["n_blocks"]):
-        try:
-            if g[f"_work/b{i}"].attrs.get("done"):
-                out.add(i)
-        except KeyError:
-            pass
-    return out
+    n_blocks = zarr.open_group(str(path), mode="r").attrs["n_blocks"]
+    return {i for i in range(n_blocks) if _work_file(path, i).exists()}
+
+
+def _save_partial(path: str | Path, i: int, pixel_sum: np.ndarray, saturated: np.ndarray,
+                  source_sum: float, stored_sum: float) -> None:
+    """Write block i's partial results atomically (temporary file, then rename)."""
+    c = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.BITSHUFFLE)
+    final = _work_file(path, i)
+    tmp = final.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, pixel_sum=np.frombuffer(c.encode(pixel_sum.astype(np.int64)), np.uint8),
+                 saturated=saturated.astype(np.int64),
+                 sums=np.array([source_sum, stored_sum], np.float64))
+    os.replace(tmp, final)
+
+
+def _load_partial(path: str | Path, i: int, npix: int):
+    """(pixel_sum (npix,) int64, saturated flat indices, source_sum, stored_sum) of block i."""
+    c = numcodecs.Blosc()
+    with np.load(_work_file(path, i)) as z:
+        pix = np.frombuffer(c.decode(z["pixel_sum"].tobytes()), np.int64)
+        if pix.size != npix:
+            raise StoreError(f"{path}: partial sums of block {i} are damaged")
+        return pix, z["saturated"], float(z["sums"][0]), float(z["sums"][1])
 
 
 def _batches(frames: np.ndarray | Iterable[np.ndarray]) -> Iterable[np.ndarray]:
@@ -240,6 +262,7 @@ def write_block(path: str | Path, i: int,
     saturated = np.zeros(npix, bool)
     frame_sum = np.zeros(t1 - t0, np.float64)
     dense = a["layout"] == "dense"
+    idx = np.empty(npix + 1, np.int64)  # kernel scratch
     rows = np.empty((t1 - t0, P), a["storage_dtype"]) if dense else None
     ev_col = ev_fr = ev_raw = None  # event buffers (grown as needed), e used
     e = 0
@@ -253,7 +276,8 @@ def write_block(path: str | Path, i: int,
         flat = np.ascontiguousarray(batch).reshape(n, npix)
         fs = frame_sum[t - t0:t - t0 + n]
         if dense:
-            kernels.scan_dense(flat, pixels, sat, pixel_sum, saturated, fs, rows[t - t0:t - t0 + n])
+            kernels.scan_dense(flat, pixels, sat, pixel_sum, saturated, fs,
+                               rows[t - t0:t - t0 + n], idx)
         else:
             if ev_raw is None:
                 cap = max(P, min(P * (t1 - t0), 1 << 16))
@@ -263,8 +287,8 @@ def write_block(path: str | Path, i: int,
                 if len(ev_col) - e < P:
                     cap = 2 * len(ev_col) + P
                     ev_col, ev_fr, ev_raw = (np.resize(x, cap) for x in (ev_col, ev_fr, ev_raw))
-                e = kernels.scan_events(flat[k:k + 1], col_of, t + k, sat, pixel_sum,
-                                        saturated, fs[k:k + 1], ev_col, ev_fr, ev_raw, e)
+                e, fs[k] = kernels.scan_events(flat[k], col_of, t + k, sat, pixel_sum,
+                                               saturated, idx, ev_col, ev_fr, ev_raw, e)
         t += n
     if t != t1:
         raise StoreError(f"{path}: block {i} got frames {t0}..{t}, expected {t0}..{t1}")
@@ -305,16 +329,12 @@ def write_block(path: str | Path, i: int,
         keep = ~np.repeat(saturated[pixels], np.diff(back_ptr))
         stored_sum = float(back[keep].sum(dtype=np.float64))
     g["frame_sum"][t0:t1] = frame_sum
-    w = g[f"_work/b{i}"]
-    w.create_array("pixel_sum", data=pixel_sum.reshape(ny, nx), compressors=codec(),
-                   overwrite=True)
-    w.create_array("saturated", data=np.flatnonzero(saturated).astype(np.int64),
-                   compressors=codec(), overwrite=True)
     result = {"source_sum": source_sum, "stored_sum": stored_sum}
     if source_sum != stored_sum:
         raise StoreError(f"{path}: block {i} stored {stored_sum} photons, "
                          f"source has {source_sum}")
-    w.attrs.update(done=True, **result)  # the block's done marker, written last
+    # the block's done marker, written last
+    _save_partial(path, i, pixel_sum, np.flatnonzero(saturated), source_sum, stored_sum)
     return result
 
 
@@ -341,15 +361,16 @@ def finalise_store(path: str | Path, *, expected_frames: int | None = None,
         raise StoreError(f"{path}: store holds {a['n_frames']} frames, source "
                          f"{expected_frames}")
     ny, nx = a["frame_shape"]
-    pixel_sum = np.zeros((ny, nx), np.float64)
+    pixel_sum = np.zeros(ny * nx, np.int64)
     saturated: list[np.ndarray] = []
     stored, source = 0.0, 0.0
     for i in range(n_blocks):
-        w = g[f"_work/b{i}"]
-        pixel_sum += w["pixel_sum"][:]
-        saturated.append(w["saturated"][:])
-        stored += w.attrs["stored_sum"]
-        source += w.attrs["source_sum"]
+        pix, sat_i, source_i, stored_i = _load_partial(path, i, ny * nx)
+        pixel_sum += pix
+        saturated.append(sat_i)
+        stored += stored_i
+        source += source_i
+    pixel_sum = pixel_sum.astype(np.float64).reshape(ny, nx)
     if source != stored:
         raise StoreError(f"{path}: store holds {stored} photons, source {source}")
     sat = np.unique(np.concatenate(saturated)) if saturated else np.zeros(0, np.int64)
@@ -375,7 +396,7 @@ def finalise_store(path: str | Path, *, expected_frames: int | None = None,
     density = total / max(1, n_valid_pixels * a["n_frames"])
     # one metadata write: complete appears together with the totals, last
     g.attrs.update(photon_total=total, density=density, **(extra_attrs or {}), complete=True)
-    shutil.rmtree(Path(path) / "_work", ignore_errors=True)  # scratch, not needed now
+    shutil.rmtree(Path(path) / WORK, ignore_errors=True)  # scratch, not needed now
     return open_scan_store(path)
 
 
@@ -503,6 +524,9 @@ class ScanStore:
     def __repr__(self) -> str:
         return f"ScanStore({str(self.path)!r})"
 
+    def __reduce__(self):  # travel to worker processes as a path, reopened there
+        return _reopen, (str(self.path),)
+
     # -- helpers
     def _check(self, t0: int, t1: int, p0: int, p1: int) -> None:
         if not (0 <= t0 <= t1 <= self.n_frames and 0 <= p0 <= p1 <= self.n_pixels):
@@ -606,6 +630,10 @@ class ScanStore:
                 f"{self.attrs['photon_total']:.0f} photons, frame time "
                 f"{self.frame_time_s:g} s"
                 + (f", from {self.attrs.get('source_format')} {src}" if src else ""))
+
+
+def _reopen(path: str) -> ScanStore:
+    return ScanStore(path, zarr.open_group(path, mode="r"), check_complete=False)
 
 
 def open_scan_store(path: str | Path) -> ScanStore:

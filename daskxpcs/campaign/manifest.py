@@ -88,6 +88,7 @@ class ScanSpec:
     dtype: str | None = None
     header_frame_time_s: float | None = None
     header_error: str | None = None
+    source_files: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -443,9 +444,15 @@ def _with_header(ck: _Checker, where: str, spec: ScanSpec, geom: Geometry | None
         # An unreadable raw file fails that scan at run time; the others still run.
         return replace(spec, header_error=str(head))
     shape = tuple(int(v) for v in head.frame_shape)
+    try:  # every file holding the frames (a Bliss master links others): resume watches them all
+        from conversions.formats.base import source_files
+
+        files = tuple(source_files(head))
+    except (ImportError, AttributeError):
+        files = ()
     spec = replace(
         spec, n_frames=int(head.n_frames), frame_shape=shape, dtype=str(np.dtype(head.dtype)),
-        header_frame_time_s=head.frame_time_s,
+        header_frame_time_s=head.frame_time_s, source_files=files,
     )
     if geom is not None and geom.shape is not None and geom.shape != shape:
         what = "qmap" if geom.qmap else "mask"

@@ -4,13 +4,19 @@ Reports the number of scans and tasks, the data volume (raw bytes on disk, frame
 pixels, TTCF bytes to write), the expected peak memory per worker from the block
 sizes, and the expected wall time on 1, 8 and 64 workers.
 
-Time model: one throughput ``R`` in frame-pixels per second per worker (a worker = one
-thread of one process), so ``time(W) = frames*pixels / (R * min(W, parallel tasks))``.
-``R`` comes from the ``summary.json`` of an earlier run in the output folder when there is
-one (``frame_pixels_processed / (scans_s * workers)``), else from ``DEFAULT_THROUGHPUT``,
-measured with ``benchmarks/bench_archive.py --scale`` on a 2-core machine (see its docstring).
-The model is linear in frames x pixels; the TTCF's T^2 cost makes it optimistic for scans
-much longer than the calibration run (the benchmark prints actual / projected).
+Time model: ``time(W) = frames*pixels / (R * min(W, parallel tasks)) + n_scans * c0 / min(W, max_in_flight)``
+with ``R`` the conversion + correlation throughput in frame-pixels per second per worker
+(one worker = one thread) and ``c0`` the per-scan analysis time (KWW fits, structure; run
+``max_in_flight`` scans at a time). Both come from the ``summary.json`` of an earlier run
+in the output folder when there is one (its wall time split by its per-stage times),
+else from ``DEFAULT_THROUGHPUT`` / ``DEFAULT_SCAN_OVERHEAD_S``, measured with
+``benchmarks/bench_archive.py`` on a 2-core machine (see its docstring). The model is
+linear in frames x pixels; the TTCF's T^2 cost makes it optimistic for scans much longer
+than the calibration run (the benchmark prints actual / projected).
+
+Tasks and memory follow the block sizes of ``conversions`` and ``daskxpcs.graph``; the
+photon density (which picks the layouts and the pixel tiles) is sampled from two frames of
+the first scan, else taken as ``DEFAULT_DENSITY``.
 
 Only the raw headers are read, so a manifest of header-only HDF5 files (chunked datasets
 with no chunk written, a few kB each) plans an archive that does not fit on this disk.
@@ -20,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,11 +34,13 @@ import numpy as np
 from daskxpcs.campaign.manifest import Manifest
 from daskxpcs.campaign.state import file_stat
 
-__all__ = ["Plan", "plan_campaign", "format_plan", "DEFAULT_THROUGHPUT", "WORKERS"]
+__all__ = ["Plan", "plan_campaign", "format_plan", "DEFAULT_THROUGHPUT", "DEFAULT_SCAN_OVERHEAD_S", "WORKERS"]
 
-# frame-pixels per second per worker thread, whole pipeline (convert + correlate + analyse),
-# measured by benchmarks/bench_archive.py --scale 0.05 (threads, 2 cores); see README of the benchmark.
-DEFAULT_THROUGHPUT = 2.0e7
+# Conversion + correlation, frame-pixels per second per worker thread, and analysis seconds
+# per scan: measured by benchmarks/bench_archive.py --scale 0.1 --isobars 2 (threads, 2 cores).
+DEFAULT_THROUGHPUT = 7.4e6
+DEFAULT_SCAN_OVERHEAD_S = 3.6
+DEFAULT_DENSITY = 0.01  # photons / pixel / frame, sparse 21 keV XPCS
 WORKERS = (1, 8, 64)
 WORKER_BASE_BYTES = 300 * 2**20  # an idle Dask worker process with numba/zarr loaded
 
@@ -65,9 +72,10 @@ class Plan:
     ttcf_bin: int
     max_in_flight: int
     throughput: float
-    throughput_source: str
-    t_block: int
-    p_tile: int
+    scan_overhead_s: float
+    calibration_source: str
+    density: float
+    density_source: str
     isobars: int
     times_s: dict[int, float] = field(default_factory=dict)
 
@@ -100,32 +108,18 @@ class Plan:
         return WORKER_BASE_BYTES + self.peak_task_bytes
 
     def parallel_tasks(self) -> int:
-        """Independent block tasks available at once with ``max_in_flight`` scans."""
+        """Block tasks available at once with ``max_in_flight`` scans."""
         per = sorted((s.tasks for s in self.scans), reverse=True)[: self.max_in_flight]
         return max(1, sum(per))
 
     def time_s(self, workers: int) -> float:
-        return self.frame_pixels / (self.throughput * min(workers, self.parallel_tasks()))
+        """Expected wall time (s) on ``workers`` worker threads."""
+        blocks = self.frame_pixels / (self.throughput * min(workers, self.parallel_tasks()))
+        return blocks + len(self.scans) * self.scan_overhead_s / min(workers, self.max_in_flight)
 
 
-def _blocks() -> tuple[int, int]:
-    try:
-        from conversions.store import DENSE_P_TILE, EVENTS_T_BLOCK
-
-        return int(EVENTS_T_BLOCK), int(DENSE_P_TILE)
-    except ImportError:
-        return 256, 8192
-
-
-def _bytes(stat) -> int:
-    if stat is None:
-        return 0
-    if stat and isinstance(stat[0], (list, tuple)):
-        return sum(int(s[1]) for s in stat)
-    return int(stat[0])
-
-
-def _calibration(out: Path | None) -> tuple[float, str]:
+def _calibration(out: Path | None) -> tuple[float, float, str]:
+    """(throughput, per-scan overhead, where they come from)."""
     if out is not None:
         p = Path(out) / "summary.json"
         try:
@@ -133,46 +127,106 @@ def _calibration(out: Path | None) -> tuple[float, str]:
             fp = float(s["frame_pixels_processed"])
             wall = float(s["timings_s"]["scans_s"])
             workers = int(s["scheduler"]["workers"])
-            if fp > 0 and wall > 0 and workers > 0:
-                return fp / (wall * workers), f"measured by the earlier run in {p}"
-        except (OSError, KeyError, TypeError, ValueError):
+            st = s["timings_s"]["stages"]
+            blocks, analyse = float(st["convert_s"]) + float(st["correlate_s"]), float(st["analyse_s"])
+            n = int(s["n_scans"]) - int(s.get("n_resumed", 0)) - len(s.get("failed_scans", []))
+            in_flight = int(s["parameters"].get("max_in_flight", 1))
+            if fp > 0 and wall > 0 and workers > 0 and blocks > 0 and n > 0:
+                frac = blocks / (blocks + analyse)
+                thr = fp / (wall * frac * workers)
+                c0 = wall * (1 - frac) * min(workers, in_flight) / n
+                return thr, c0, f"measured by the earlier run in {p}"
+        except (OSError, KeyError, TypeError, ValueError, ZeroDivisionError):
             pass
-    env = os.environ.get("DASKXPCS_THROUGHPUT")
-    if env:
-        return float(env), "DASKXPCS_THROUGHPUT"
-    return DEFAULT_THROUGHPUT, "default constant (benchmarks/bench_archive.py, 2-core machine)"
+    return DEFAULT_THROUGHPUT, DEFAULT_SCAN_OVERHEAD_S, "defaults from benchmarks/bench_archive.py (2-core machine)"
 
 
-def _bin_pixels(man: Manifest) -> dict[str, int | None]:
-    """Valid pixels inside the q-range of each geometry (the pixels the correlator handles)."""
+def _read_array(spec: str) -> np.ndarray:
     from daskxpcs.campaign.manifest import split_array_spec
 
-    out: dict[str, int | None] = {}
+    file, ds = split_array_spec(spec)
+    if ds is None:
+        return np.load(file, mmap_mode="r")
+    import h5py
+
+    with h5py.File(file, "r") as f:
+        return f[ds][()]
+
+
+def _in_bins(man: Manifest) -> dict[str, np.ndarray | None]:
+    """Per geometry: the pixels inside the q-range and not masked (what the correlator handles)."""
+    out: dict[str, np.ndarray | None] = {}
     for name, g in man.geometries.items():
         if g.qmap is None:
             out[name] = None
             continue
-        file, ds = split_array_spec(g.qmap)
-        if ds is None:
-            q = np.load(file, mmap_mode="r")
-        else:
-            import h5py
-
-            with h5py.File(file, "r") as f:
-                q = f[ds][()]
+        q = np.asarray(_read_array(g.qmap))
         inside = (q >= g.q_edges[0]) & (q < g.q_edges[-1])
         if g.mask is not None:
-            mfile, mds = split_array_spec(g.mask)
-            if mds is None:
-                m = np.load(mfile, mmap_mode="r")
-            else:
-                import h5py
-
-                with h5py.File(mfile, "r") as f:
-                    m = f[mds][()]
-            inside &= np.asarray(m) == 0
-        out[name] = int(np.count_nonzero(inside))
+            inside &= np.asarray(_read_array(g.mask)) == 0
+        out[name] = inside
     return out
+
+
+def _density(man: Manifest, in_bins: dict) -> tuple[float, str]:
+    """Photons / pixel / frame from two frames in the middle of the first readable scan."""
+    from conversions.formats import open_raw
+
+    for s in man.scans:
+        if s.n_frames is None:
+            continue
+        try:
+            raw = open_raw(s.raw, s.raw_entry)
+            mid = s.n_frames // 2
+            frames = np.asarray(raw.read_frames(mid, min(s.n_frames, mid + 2)), dtype=np.float64)
+        except Exception:  # unreadable data: the run reports it; the plan falls back
+            break
+        sel = in_bins.get(s.geometry)
+        d = float(frames[:, sel].mean()) if sel is not None and sel.any() else float(frames.mean())
+        if d > 0:
+            return d, f"sampled from 2 frames of {s.name}"
+        break
+    return DEFAULT_DENSITY, "default (no photons found in the sampled frames)"
+
+
+def _scan_blocks(n_frames: int, shape, itemsize: int, P: int, n_q: int, density: float,
+                 ttcf_bin: int) -> tuple[int, int]:
+    """(tasks, largest task bytes) of one scan from the block sizes of conversion and correlation."""
+    import conversions.convert as cc
+    import conversions.store as cs
+    import daskxpcs.graph.correlate as gc
+
+    # Block-size constants of the two packages (mirrored, with fallbacks, so that a renamed
+    # constant degrades the estimate rather than the plan).
+    BATCH_FRAMES = getattr(cc, "BATCH_FRAMES", 16)
+    DENSITY_THRESHOLD = getattr(cs, "DENSITY_THRESHOLD", 0.05)
+    DENSE_BLOCK_BYTES = getattr(cs, "DENSE_BLOCK_BYTES", 128 * 2**20)
+    EVENTS_BLOCK_BYTES = getattr(cs, "EVENTS_BLOCK_BYTES", 256 * 2**20)
+    DEFAULT_T_BLOCK = getattr(gc, "DEFAULT_T_BLOCK", 512)
+    DENSE_P_TILE = getattr(gc, "DENSE_P_TILE", 8192)
+    EVENTS_MAX_DENSITY = getattr(gc, "EVENTS_MAX_DENSITY", 0.05)
+    EVENTS_PER_PAIR = getattr(gc, "EVENTS_PER_PAIR", 8_000_000)
+    ny, nx = shape
+    layout = "events" if density < DENSITY_THRESHOLD else "dense"
+    ctb, _ = cs.default_blocks(n_frames, P, layout, itemsize, None, None)
+    conv_tasks = math.ceil(n_frames / ctb)
+    conv_bytes = 3 * BATCH_FRAMES * ny * nx * itemsize + (EVENTS_BLOCK_BYTES if layout == "events" else DENSE_BLOCK_BYTES)
+    tb = min(DEFAULT_T_BLOCK, n_frames)
+    tb = math.ceil(tb / ttcf_bin) * ttcf_bin
+    n_t = math.ceil(n_frames / tb)
+    pairs = n_t * (n_t + 1) // 2
+    if density < EVENTS_MAX_DENSITY:
+        cap = EVENTS_PER_PAIR / max(2 * density * tb, 1e-9)
+        p_tile = int(max(DENSE_P_TILE, min(32.0 / max(density, 1e-6) ** 2, cap)))
+        tile_bytes = int(min(EVENTS_PER_PAIR, 2 * density * tb * p_tile)) * 16
+    else:
+        p_tile = DENSE_P_TILE
+        tile_bytes = 2 * tb * p_tile * 4
+    p_tile = max(1, min(p_tile, P))
+    n_p = math.ceil(P / p_tile)
+    corr_tasks = n_p * (pairs + 1) + pairs + n_t + 8
+    corr_bytes = tile_bytes + 2 * (n_q + 1) * tb * tb * 8
+    return conv_tasks + corr_tasks + 4, max(conv_bytes, corr_bytes)
 
 
 def plan_campaign(man: Manifest, *, ttcf_bin: int = 1, max_in_flight: int = 2,
@@ -190,9 +244,9 @@ def plan_campaign(man: Manifest, *, ttcf_bin: int = 1, max_in_flight: int = 2,
     calibration : path, optional
         An output folder whose ``summary.json`` gives a measured throughput.
     """
-    t_block, p_tile = _blocks()
-    thr, src = _calibration(Path(calibration) if calibration else None)
-    bins = _bin_pixels(man)
+    thr, c0, src = _calibration(Path(calibration) if calibration else None)
+    in_bins = _in_bins(man)
+    density, dsrc = _density(man, in_bins)
     scans, unreadable = [], []
     for s in man.scans:
         if s.n_frames is None or s.frame_shape is None:
@@ -201,21 +255,24 @@ def plan_campaign(man: Manifest, *, ttcf_bin: int = 1, max_in_flight: int = 2,
         g = man.geometry_of(s)
         ny, nx = s.frame_shape
         itemsize = np.dtype(s.dtype or "uint32").itemsize
-        P = bins.get(g.name) or ny * nx
+        sel = in_bins.get(g.name)
+        P = int(np.count_nonzero(sel)) if sel is not None else ny * nx
         n_q = len(g.q_edges) - 1
-        n_t = math.ceil(s.n_frames / t_block)
-        n_p = math.ceil(P / p_tile)
-        # conversion: one task per time block; correlation: every pair of time blocks per pixel tile
-        # plus a reduction per pair; analysis: a few per scan.
-        tasks = n_t + n_t * (n_t + 1) // 2 * (n_p + 1) + 4
-        conv = 2 * t_block * ny * nx * itemsize  # raw frames decoded + the valid-pixel selection
-        corr = 2 * t_block * p_tile * 4 + 2 * (n_q + 1) * t_block * t_block * 8  # two blocks + partial sums
+        tasks, task_bytes = _scan_blocks(s.n_frames, (ny, nx), itemsize, max(P, 1), n_q, density, int(ttcf_bin))
         scans.append(ScanPlan(s.name, s.n_frames, (ny, nx), itemsize, _bytes(file_stat(s.raw)), P, n_q, tasks,
-                              max(conv, corr)))
-    plan = Plan(str(man.path), scans, unreadable, int(ttcf_bin), int(max_in_flight), thr, src, t_block, p_tile,
+                              task_bytes))
+    plan = Plan(str(man.path), scans, unreadable, int(ttcf_bin), int(max_in_flight), thr, c0, src, density, dsrc,
                 len(man.isobars()))
     plan.times_s = {w: plan.time_s(w) for w in WORKERS}
     return plan
+
+
+def _bytes(stat) -> int:
+    if stat is None:
+        return 0
+    if stat and isinstance(stat[0], (list, tuple)):
+        return sum(int(s[1]) for s in stat)
+    return int(stat[0])
 
 
 def _size(n: float) -> str:
@@ -243,13 +300,15 @@ def format_plan(plan: Plan) -> str:
         f"plan for {plan.manifest}",
         f"  scans            {len(plan.scans)} in {plan.isobars} isobars ({frames} frames)"
         + (f", {len(plan.unreadable)} unreadable" if plan.unreadable else ""),
-        f"  tasks            ~{plan.n_tasks:,} (t_block {plan.t_block} frames, p_tile {plan.p_tile} pixels)",
+        f"  tasks            ~{plan.n_tasks:,}",
         f"  raw on disk      {_size(plan.raw_bytes)}",
         f"  raw uncompressed {_size(plan.uncompressed_bytes)} ({plan.frame_pixels:.3e} frames x pixels)",
+        f"  photon density   {plan.density:.3g} per pixel per frame ({plan.density_source})",
         f"  TTCF to write    {_size(plan.ttcf_bytes)} (ttcf_bin {plan.ttcf_bin}, float32, before compression)",
         f"  peak memory      {_size(plan.peak_worker_bytes)} per worker thread "
         f"({_size(plan.peak_task_bytes)} largest task + {_size(WORKER_BASE_BYTES)} worker)",
-        f"  throughput       {plan.throughput:.3g} frame-pixels/s per worker ({plan.throughput_source})",
+        f"  throughput       {plan.throughput:.3g} frame-pixels/s per worker + {plan.scan_overhead_s:.2g} s "
+        f"analysis per scan ({plan.calibration_source})",
     ]
     for w, t in plan.times_s.items():
         lines.append(f"  expected time    {_duration(t):>10} on {w:>2} worker{'s' if w > 1 else ''}")

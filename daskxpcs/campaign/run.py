@@ -121,7 +121,7 @@ def _process_scan(scan: ScanSpec, manifest: Manifest, out: Path, handle, params:
     cfp = conversion_fingerprint(scan, geom)
     t = time.perf_counter()
     if not store_is_fresh(store, cfp):
-        remove_tree(store)
+        # convert reuses, resumes (after a kill) or rewrites the store by its own key
         convert(scan.raw, store, qmap=qmap, q_edges=list(geom.q_edges), mask=mask, frame_time_s=scan.frame_time_s,
                 entry=scan.raw_entry, layout="auto", scheduler=handle.scheduler)
         mark_store(store, cfp)

@@ -92,6 +92,7 @@ def conversion_fingerprint(scan, geometry) -> str:
     return fingerprint({
         "v": STATE_VERSION,
         "raw": str(scan.raw), "raw_stat": file_stat(scan.raw), "raw_entry": scan.raw_entry,
+        "files": [[f, file_stat(f)] for f in scan.source_files],
         "frame_time_s": scan.frame_time_s,
         "geometry": geometry.entry,
         "qmap": file_stat(geometry.qmap), "mask": file_stat(geometry.mask), "poni": file_stat(geometry.poni),

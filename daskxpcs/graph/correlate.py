@@ -38,8 +38,10 @@ __all__ = ["CorrelationPlan", "plan_correlation", "build_graph", "EVENTS_MAX_DEN
 EVENTS_MAX_DENSITY = 0.05
 DEFAULT_T_BLOCK = 512
 DENSE_P_TILE = 8192
-#: Events one sparse tile may read at once (its whole-scan lag statistics task).
-EVENTS_PER_TILE = 4_000_000
+#: Events one sparse pair task may hold (two time blocks of one tile).
+EVENTS_PER_PAIR = 8_000_000
+#: Events one read of a sparse tile's whole-scan statistics task may hold.
+EVENTS_PER_CHUNK = 4_000_000
 
 
 @dataclass
@@ -61,6 +63,7 @@ class CorrelationPlan:
     lags: np.ndarray
     edges: np.ndarray
     density: float
+    rate: np.ndarray
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -128,9 +131,10 @@ def plan_correlation(store: ScanStore | str, *, qmap=None, q_edges: Sequence[flo
     sparse = engine == "events" or (engine == "auto" and density < EVENTS_MAX_DENSITY)
     if p_tile is None:
         if sparse:
-            # Large tiles amortise the (tb, tb) numerator per task; the event budget bounds memory.
-            want = 4.0 / max(density, 1e-6) ** 2
-            cap = EVENTS_PER_TILE / max(density * T, 1e-9)
+            # Large tiles amortise the (tb, tb) numerator and the store's per-read latency;
+            # a pair task holds the tile's events of two blocks only.
+            want = 32.0 / max(density, 1e-6) ** 2
+            cap = EVENTS_PER_PAIR / max(2 * density * t_block, 1e-9)
             p_tile = int(max(DENSE_P_TILE, min(want, cap)))
         else:
             p_tile = DENSE_P_TILE
@@ -152,8 +156,17 @@ def plan_correlation(store: ScanStore | str, *, qmap=None, q_edges: Sequence[flo
         store_path=str(store.path), n_frames=T, frame_time_s=float(store.frame_time_s), t_block=t_block,
         p_tile=p_tile, ttcf_bin=ttcf_bin, n_q=n_q, q_edges=q_edges_out, labels=labels, n_pix=n_pix,
         tiles=tiles, engines=engines, lags=K.lag_ladder(T), edges=K.window_edges(T, n_windows),
-        density=density, warnings=msgs,
+        density=density, rate=rate, warnings=msgs,
     )
+
+
+def _event_chunks(events_per_pixel: np.ndarray, p0: int) -> list[tuple[int, int]]:
+    """Pixel ranges of a tile holding about EVENTS_PER_CHUNK events each."""
+    cum = np.cumsum(events_per_pixel)
+    total = float(cum[-1]) if len(cum) else 0.0
+    cuts = np.searchsorted(cum, np.arange(EVENTS_PER_CHUNK, total, EVENTS_PER_CHUNK))
+    edges = np.unique(np.concatenate([[0], cuts, [len(cum)]]).astype(np.int64))
+    return [(p0 + int(a), p0 + int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
 def build_graph(plan: CorrelationPlan, out, *, mark_complete: bool = True) -> Delayed:
@@ -194,7 +207,7 @@ def build_graph(plan: CorrelationPlan, out, *, mark_complete: bool = True) -> De
         layout = const(K.tile_layout(plan.labels[p0:p1], plan.n_q), f"xpcs-layout-{t}")
         if eng == "events":
             st = delayed(tasks.events_tile_stats, pure=True)(
-                plan.store_path, p0, p1, layout, T, lags, lagidx, win_of, n_win,
+                plan.store_path, p0, _event_chunks(plan.rate[p0:p1] * T, p0), layout, T, lags, lagidx, win_of, n_win,
                 dask_key_name=f"xpcs-evstats-{tag}-{t}")
             s_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 0, dask_key_name=f"xpcs-s-{tag}-{t}"))
             lag_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 1, dask_key_name=f"xpcs-lag-{tag}-{t}"))

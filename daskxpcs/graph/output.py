@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import ZstdCodec
 
 from daskxpcs import kernels as K
 
@@ -40,8 +41,9 @@ def init_output(spec: tuple, n_arrays: int, n_binned: int, tb_binned: int, attrs
     for name in ("ttcf", *SMALL_ARRAYS):
         if name in g:
             del g[name]
+    # zstd level 1: as fast as no compression here, several times smaller for sparse scans
     g.create_array("ttcf", shape=(n_arrays, n_binned, n_binned), chunks=(1, tb_binned, tb_binned),
-                   dtype="float32", fill_value=np.nan)
+                   dtype="float32", fill_value=np.nan, compressors=[ZstdCodec(level=1)])
     g.attrs.update(attrs)
     return True
 

@@ -39,11 +39,25 @@ def dense_tile_sums(path: str, p0: int, p1: int, layout: K.TileLayout, n_frames:
     return out
 
 
-def events_tile_stats(path: str, p0: int, p1: int, layout: K.TileLayout, n_frames: int, lags: np.ndarray,
-                      lagidx: np.ndarray, win_of: np.ndarray, n_win: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frame sums (n_q, T) and lag statistics (2, n_win+1, n_q, n_lag) of one sparse tile."""
-    ev = open_store(path).read_events(0, n_frames, p0, p1)
-    return K.event_tile_stats(ev, layout.labels, len(layout.bin_start) - 1, n_frames, lags, lagidx, win_of, n_win)
+def events_tile_stats(path: str, p0: int, chunks: list[tuple[int, int]], layout: K.TileLayout, n_frames: int,
+                      lags: np.ndarray, lagidx: np.ndarray, win_of: np.ndarray,
+                      n_win: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame sums (n_q, T) and lag statistics (2, n_win+1, n_q, n_lag) of one sparse tile.
+
+    The tile starts at stored pixel ``p0``; its events over the whole scan are read in the
+    pixel ``chunks`` [c0, c1) (planned to hold a bounded number of events each).
+    """
+    st = open_store(path)
+    n_q = len(layout.bin_start) - 1
+    s = np.zeros((n_q, n_frames), np.float64)
+    stats = np.zeros((2, n_win + 1, n_q, len(lags)), np.float64)
+    for c0, c1 in chunks:
+        ev = st.read_events(0, n_frames, c0, c1)
+        s_c, stats_c = K.event_tile_stats(ev, layout.labels[c0 - p0:c1 - p0], n_q, n_frames, lags, lagidx,
+                                          win_of, n_win)
+        s += s_c
+        stats += stats_c
+    return s, stats
 
 
 def dense_pair(path: str, p0: int, p1: int, layout: K.TileLayout, a: tuple[int, int], b: tuple[int, int],

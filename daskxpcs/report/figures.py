@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm
 from matplotlib.transforms import blended_transform_factory
 
 from daskxpcs.report.load import Campaign, MissingInput, ScanResult, fit_ok, fit_value, isobar_key
@@ -229,8 +231,6 @@ def fig_g2_isobars(c: Campaign, sample: str, stage: str, figdir: Path) -> Path:
         ax.set_ylabel("g2(δt)")
     for ax in list(axes.flat)[len(groups):]:
         ax.set_visible(False)
-    from matplotlib.cm import ScalarMappable
-
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="t_w (s)", shrink=0.8)
     fig.suptitle(f"g2 and KWW fits (dotted), {sample} {stage}")
     return save(fig, figdir / f"g2_{slug(sample, stage)}.png")
@@ -377,8 +377,6 @@ def fig_aging(c: Campaign, key: Key, figdir: Path) -> Path:
         ax.set_xlabel(xl)
         ax.set_ylabel("|F|² = (g2 − baseline)/contrast")
     ax_b.set_xlim(1e-2, 1e2)
-    from matplotlib.cm import ScalarMappable
-
     cax = ax_b.inset_axes([0.07, 0.1, 0.035, 0.45])
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, label="t_w (s)")
     ax_c.errorbar(tw, tau, yerr=np.nan_to_num(tau_err), fmt="o", color="C0", capsize=3,
@@ -669,9 +667,6 @@ def fig_detector(c: Campaign, sample: str, figdir: Path) -> Path:
     pos = img[np.isfinite(img) & (img > 0)]
     vmin = np.percentile(pos, 1) if pos.size else 1e-4
     vmax = np.percentile(pos, 99.9) if pos.size else 1.0
-    from matplotlib import colormaps
-    from matplotlib.colors import LogNorm
-
     cmap = colormaps["inferno"].with_extremes(bad="0.6")
     him = ax_i.imshow(np.where(img > 0, img, vmin), origin="upper", cmap=cmap,
                       norm=LogNorm(vmin=vmin, vmax=max(vmax, vmin * 1.01)), interpolation="nearest")

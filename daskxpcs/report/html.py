@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import html
 import json
 import logging
 import os
@@ -15,6 +14,9 @@ from typing import Any
 
 from daskxpcs.report import figures as F
 from daskxpcs.report.load import TABLES, Campaign, MissingInput, isobar_key, load_campaign
+from daskxpcs.report.markup import cell as _cell
+from daskxpcs.report.markup import esc as _e
+from daskxpcs.report.markup import table_html
 from daskxpcs.report.plotting import fmt
 from daskxpcs.report.truth import summary_slopes, truth_comparison
 
@@ -115,27 +117,6 @@ figcaption{font-size:.9em;color:#444} .note{color:#8a5300;font-size:.9em} .fail{
 nav a{margin-right:1em} .kv td:first-child{text-align:left;font-weight:600} details{margin:.5em 0}
 .scroll{max-height:480px;overflow:auto;display:inline-block}
 """
-
-
-def _e(v: Any) -> str:
-    return html.escape(str(v), quote=True)
-
-
-def _cell(v: Any) -> str:
-    cls = ' class="t"' if isinstance(v, str) else ""
-    return f"<td{cls}>{_e(fmt(v))}</td>"
-
-
-def table_html(columns: list[str], rows: list[dict[str, Any]], *, table_id: str = "",
-               bad: Callable[[dict], bool] | None = None) -> str:
-    """An HTML table of ROWS with COLUMNS as header (numbers shortened, text escaped)."""
-    head = "".join(f'<th class="t">{_e(c)}</th>' for c in columns)
-    body = []
-    for r in rows:
-        cls = ' class="bad"' if bad is not None and bad(r) else ""
-        body.append(f"<tr{cls}>" + "".join(_cell(r.get(c, "")) for c in columns) + "</tr>")
-    ident = f' id="{_e(table_id)}"' if table_id else ""
-    return f'<div class="scroll"><table{ident}><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:

@@ -9,10 +9,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless; figures are built with Figure() and never touch pyplot state
-
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
@@ -25,7 +21,7 @@ SAMPLE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A pyplot-free figure (thread-safe, no GUI backend)."""
+    """A pyplot-free figure: rendered by Agg on save, whatever backend the session uses (headless)."""
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 

@@ -14,8 +14,10 @@ import math
 import os
 from typing import Any
 
+import numpy as np
+
 from daskxpcs.report.load import Campaign, isobar_key
-from daskxpcs.report.plotting import fmt
+from daskxpcs.report.markup import table_html
 
 # Truth keys (simulator spellings first) for each recovered column.
 SCAN_KEYS = {
@@ -151,8 +153,18 @@ def truth_comparison(c: Campaign) -> str:
         raw = html.escape(json.dumps(c.truth, indent=1)[:20000])
         return (link + '<p class="note">No truth key matched a recovered column; the truth file:</p>'
                 f"<details><summary>truth.json</summary><pre>{raw}</pre></details>")
-    from daskxpcs.report.html import table_html
-
+    groups: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["level"], r["quantity"]), []).append(r["rel_diff"])
+    summary = []
+    for (level, quantity), diffs in groups.items():
+        d = [abs(x) for x in diffs if math.isfinite(x)]
+        summary.append({"level": level, "quantity": quantity, "n": len(diffs), "n_recovered": len(d),
+                        "median_abs_rel_diff": float(np.median(d)) if d else math.nan,
+                        "max_abs_rel_diff": max(d) if d else math.nan})
     cols = ["level", "item", "quantity", "truth", "recovered", "rel_diff"]
-    return link + table_html(cols, rows, table_id="truth",
-                             bad=lambda r: math.isfinite(r["rel_diff"]) and abs(r["rel_diff"]) > 0.25)
+    full = table_html(cols, rows, table_id="truth",
+                      bad=lambda r: math.isfinite(r["rel_diff"]) and abs(r["rel_diff"]) > 0.25)
+    return (link + "<p>Relative difference (recovered − truth)/|truth| by quantity:</p>"
+            + table_html(list(summary[0]), summary, table_id="truth-summary")
+            + f"<details><summary>every value ({len(rows)} rows; red: off by more than 25 %)</summary>{full}</details>")

@@ -116,7 +116,7 @@ PRESETS: dict[str, Preset] = {
         gaps=((16,), ()), n_dead=4, n_hot=2,
     ),
     "small": Preset(
-        shape=(96, 96), n_frames=800, frame_time_s=0.1, rate=(0.1, 0.06), contrast=0.2, n_modes=1,
+        shape=(96, 96), n_frames=800, frame_time_s=0.1, rate=(0.1, 0.08), contrast=0.2, n_modes=1,
         oversample=1, frames_per_file=300,
         samples={"S1": _cycle_s1(), "S2": _cycle_s2()},
         gaps=((48,), (70,)), n_dead=12, n_hot=4,
@@ -144,7 +144,7 @@ def _heterogeneity(h: float, n_frames: int, tau_frames: float, rng: np.random.Ge
     segs, t = [], 0
     mean_len = max(4 * tau_frames, n_frames / (2 + 4 * h))
     while True:
-        t += int(rng.exponential(mean_len)) + 1
+        t += int(rng.exponential(mean_len)) + max(1, int(tau_frames))
         if t >= n_frames - 1:
             break
         factor = 1.0 if rng.random() > min(0.8, 0.6 * h) else float(rng.choice([0.5, 2.0]))
@@ -272,6 +272,9 @@ def simulate_campaign(
     pr = PRESETS[preset]
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
+    # a crash half-way must not leave an old manifest pointing at new raw files
+    for stale in ("campaign.toml", "truth.json"):
+        (out / stale).unlink(missing_ok=True)
     if (out / "raw").exists():
         shutil.rmtree(out / "raw")
     (out / "truth").mkdir(exist_ok=True)

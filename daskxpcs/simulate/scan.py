@@ -47,6 +47,10 @@ from daskxpcs.simulate.geometry import Detector, make_detector
 #: log(s_p) is quantised on this step so that eigenvalues are shared between pixels
 #: (tau error <= 5e-5 relative).
 _LOG_S_STEP = 1e-4
+#: complex64 field generated at once per worker thread (columns of a row are chunked to fit)
+_FIELD_BYTES = 64 << 20
+#: memory allowed to the generator threads together (workers are capped to fit)
+_WORKER_BYTES = 1536 << 20
 
 
 @dataclass(frozen=True)
@@ -269,11 +273,14 @@ class _RowGenerator:
         s = self.scale[row, cols]
         for seg in range(len(g.h)):
             a, b = g.starts[seg], g.starts[seg + 1]
-            eig = self._eig(seg, s)
             idx = g.index[a:b]
-            for _ in range(spec.n_modes):
-                z = kww_field(eig, int(g.n_grid[seg]), rng, amplitudes=True)[:, idx]
-                speckle[:, a:b] += z.real * z.real + z.imag * z.imag
+            # column chunks of ~_FIELD_BYTES of complex64 field bound the memory whatever T is
+            step = max(1, _FIELD_BYTES // (8 * self.sizes[seg]))
+            for c0 in range(0, cols.size, step):
+                eig = self._eig(seg, s[c0 : c0 + step])
+                for _ in range(spec.n_modes):
+                    z = kww_field(eig, int(g.n_grid[seg]), rng, amplitudes=True)[:, idx]
+                    speckle[c0 : c0 + step, a:b] += z.real * z.real + z.imag * z.imag
         f = spec.static_fraction
         amp = (self.rate[row, cols] * ((1.0 - f) / spec.n_modes))[:, None]
         out[cols] = (speckle * amp + (self.rate[row, cols] * f)[:, None]) * self.beam[None, :]
@@ -359,7 +366,10 @@ def generate_counts(
     ny, nx = detector.shape
     T = spec.n_frames
     gen = _RowGenerator(spec, detector)
-    workers = workers or min(os.cpu_count() or 1, 8)
+    # per thread: a field chunk with its weights and FFT (~4x _FIELD_BYTES) plus the row's
+    # speckle, intensity and counts (~24 B per pixel-frame); cap the threads to fit
+    per_worker = 4 * _FIELD_BYTES + 24 * T * nx
+    workers = workers or max(1, min(os.cpu_count() or 1, 8, _WORKER_BYTES // per_worker))
     on_disk = T * ny * nx * 4 > memmap_bytes and not with_intensity
     # tiles of rows: ~32 MB of counts each, so workers x tile stays small
     tile_rows = tile_rows or max(1, min(ny, (32 << 20) // max(T * nx * 4, 1)))
@@ -419,7 +429,9 @@ def iter_scan_blocks(
     block_frames = block_frames or max(1, (32 << 20) // (ny * nx * 4))
     try:
         for t0 in range(0, spec.n_frames, block_frames):
-            yield _finish_block(np.array(counts[t0 : t0 + block_frames]), t0, spec, detector, hot_on)
+            blk = counts[t0 : t0 + block_frames]
+            blk = blk.copy() if isinstance(counts, np.ndarray) else blk  # _finish_block works in place
+            yield _finish_block(blk, t0, spec, detector, hot_on)
     finally:
         if isinstance(counts, _TileFile):
             counts.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import EDGES, SHAPE, have, scan_entry, speckle_frames, write_lima, write_manifest
+from campaign_helpers import EDGES, SHAPE, have, scan_entry, speckle_frames, write_lima, write_manifest
 
 from conversions.errors import InputError
 from daskxpcs.campaign.manifest import ManifestError, load_manifest

@@ -9,10 +9,12 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
-from conftest import SHAPE, scan_entry, write_manifest
+from campaign_helpers import SHAPE, scan_entry, write_manifest
 
 from daskxpcs.campaign.manifest import load_manifest
-from daskxpcs.campaign.plan import DEFAULT_THROUGHPUT, WORKERS, format_plan, plan_campaign
+from daskxpcs.campaign.plan import (
+    DEFAULT_DENSITY, DEFAULT_SCAN_OVERHEAD_S, DEFAULT_THROUGHPUT, WORKERS, format_plan, plan_campaign,
+)
 
 
 def header_only_lima(path, n_frames: int, shape, dtype="uint32") -> None:
@@ -46,11 +48,13 @@ def test_plan_numbers(tmp_path, monkeypatch):
     q = np.load(tmp_path / "qmap.npy")
     assert plan.scans[0].bin_pixels == int(((q >= 1.0) & (q < 2.5)).sum())
     assert plan.ttcf_bytes == 4 * 4 * (100**2 + 300**2)
-    assert plan.throughput == DEFAULT_THROUGHPUT
-    assert plan.times_s[1] == pytest.approx(plan.frame_pixels / DEFAULT_THROUGHPUT)
+    assert plan.throughput == DEFAULT_THROUGHPUT and plan.scan_overhead_s == DEFAULT_SCAN_OVERHEAD_S
+    assert plan.density == DEFAULT_DENSITY  # header-only files hold no photon
     par = plan.parallel_tasks()
+    assert par > 2
     for w in WORKERS:
-        assert plan.times_s[w] == pytest.approx(plan.times_s[1] / min(w, par))
+        assert plan.times_s[w] == pytest.approx(plan.frame_pixels / (DEFAULT_THROUGHPUT * min(w, par))
+                                                + 2 * DEFAULT_SCAN_OVERHEAD_S / min(w, 2))
     assert plan.peak_worker_bytes > plan.peak_task_bytes > 0
     text = format_plan(plan)
     for w in WORKERS:
@@ -61,10 +65,26 @@ def test_plan_uses_a_measured_throughput(tmp_path):
     man = load_manifest(_campaign(tmp_path))
     out = tmp_path / "out"
     out.mkdir()
-    (out / "summary.json").write_text(json.dumps({"frame_pixels_processed": 1e9, "timings_s": {"scans_s": 50.0},
-                                                  "scheduler": {"workers": 2}}))
+    (out / "summary.json").write_text(json.dumps({
+        "frame_pixels_processed": 1e9, "n_scans": 5, "n_resumed": 1, "failed_scans": [],
+        "timings_s": {"scans_s": 50.0, "stages": {"convert_s": 30.0, "correlate_s": 45.0, "analyse_s": 25.0}},
+        "scheduler": {"workers": 2}, "parameters": {"max_in_flight": 2}}))
     plan = plan_campaign(man, calibration=out)
-    assert plan.throughput == pytest.approx(1e7) and "measured" in plan.throughput_source
+    # 3/4 of the 50 s wall on block work over 2 workers; 1/4 on analysis, 2 scans at a time, 4 scans
+    assert plan.throughput == pytest.approx(1e9 / (37.5 * 2))
+    assert plan.scan_overhead_s == pytest.approx(12.5 * 2 / 4)
+    assert "measured" in plan.calibration_source
+
+
+def test_plan_samples_the_photon_density(tmp_path):
+    from campaign_helpers import speckle_frames, write_lima
+
+    frames = speckle_frames(16, mean=0.2)
+    write_lima(tmp_path / "raw" / "a.h5", frames)
+    plan = plan_campaign(load_manifest(write_manifest(tmp_path, [scan_entry("a", "raw/a.h5")])))
+    q = np.load(tmp_path / "qmap.npy")
+    sel = (q >= 1.0) & (q < 2.5)
+    assert plan.density == pytest.approx(frames[8:10][:, sel].mean())
 
 
 def test_plan_of_an_archive_sized_header_only_campaign(tmp_path):

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 import zarr
-from conftest import scan_entry, speckle_frames, write_lima, write_manifest
+from campaign_helpers import scan_entry, speckle_frames, write_lima, write_manifest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -126,13 +125,7 @@ convert(sys.argv[1], sys.argv[2], scheduler="synchronous", t_block=2, layout="ev
 
 
 def _done_blocks(store: Path) -> int:
-    n = 0
-    for meta in store.glob("_work/b*/zarr.json"):
-        try:
-            n += bool(json.loads(meta.read_text()).get("attributes", {}).get("done"))
-        except (ValueError, OSError):
-            pass
-    return n
+    return len(list(store.glob("_work/b*.npz")))  # a block's done marker
 
 
 def test_resume_after_sigkill(tmp_path):

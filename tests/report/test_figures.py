@@ -84,7 +84,7 @@ def test_fmt_is_short_and_plain():
     assert fmt(3000.0, 3) == "3000"
     assert fmt(2.87123) == "2.871"
     assert fmt(math.nan) == "–"
-    assert fmt(1.5e-7) == "1.50e-07"
+    assert fmt(1.5e-7) == "1.500e-07"
     assert fmt(7) == "7" and fmt("S1") == "S1"
 
 
