@@ -14,13 +14,15 @@ Creates (once) ``DATA_DIR/lima_<frames>x<size>.h5``: uint32 Poisson counts at
 
 Prints throughput (frames/s, MB/s of uncompressed counts), the store's compression
 ratio (uncompressed counts / bytes on disk), and the time ratio (b)/(a): below 1
-means converting is faster than merely reading the file with h5py.
+means converting is faster than merely reading the file with h5py. CPU seconds
+(user + system) are printed too: on a shared machine they vary less than wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -63,10 +65,15 @@ def make_file(path: Path, frames: int, size: int, density: float, seed: int = 0)
     os.replace(tmp, path)
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall-clock and CPU (user + system) seconds of a whole process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def du(path: Path) -> int:
@@ -91,17 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(store, ignore_errors=True)
     nbytes = args.frames * args.size * args.size * 4
     exe = [sys.executable]
-    t_read = timed(exe + ["-c", READ_SCRIPT, str(raw)])
-    t_conv = timed(exe + ["-m", "daskxpcs.cli", "convert", str(raw), str(store),
-                          "--scheduler", args.scheduler])
+    t_read, c_read = timed(exe + ["-c", READ_SCRIPT, str(raw)])
+    t_conv, c_conv = timed(exe + ["-m", "daskxpcs.cli", "convert", str(raw), str(store),
+                                  "--scheduler", args.scheduler])
     stored = du(store)
-    print(f"cpus={os.cpu_count()} frames={args.frames} size={args.size}x{args.size} "
-          f"density={args.density} raw_file={raw.stat().st_size / 1e6:.1f} MB")
-    for name, t in (("h5py read (a)", t_read), ("convert  (b)", t_conv)):
-        print(f"{name}: {t:7.2f} s  {args.frames / t:8.1f} frames/s  {nbytes / t / 1e6:8.1f} MB/s")
+    load = os.getloadavg()[0]
+    print(f"cpus={os.cpu_count()} load1={load:.1f} frames={args.frames} "
+          f"size={args.size}x{args.size} density={args.density} "
+          f"raw_file={raw.stat().st_size / 1e6:.1f} MB")
+    for name, t, c in (("h5py read (a)", t_read, c_read), ("convert  (b)", t_conv, c_conv)):
+        print(f"{name}: {t:7.2f} s wall {c:7.2f} s cpu  {args.frames / t:8.1f} frames/s  "
+              f"{nbytes / t / 1e6:8.1f} MB/s")
     print(f"store: {stored / 1e6:.1f} MB, compression ratio {nbytes / stored:.1f} "
           f"(raw file {nbytes / raw.stat().st_size:.1f})")
-    print(f"ratio convert/read (b)/(a) = {t_conv / t_read:.2f}")
+    print(f"ratio convert/read (b)/(a) = {t_conv / t_read:.2f} wall, "
+          f"{c_conv / c_read:.2f} cpu")
     shutil.rmtree(store, ignore_errors=True)
     return 0
 

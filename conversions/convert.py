@@ -21,7 +21,7 @@ import numpy as np
 import zarr
 
 from conversions.decode import FrameReader
-from conversions.errors import InputError, RawFormatError, StoreError
+from conversions.errors import InputError, RawFormatError
 from conversions.formats import RawScan, open_raw
 from conversions.store import (WORK, ScanStore, block_range, choose_layout, create_store,
                                done_blocks, finalise_store, open_scan_store,
@@ -53,7 +53,7 @@ def measure_raw_density(reader: FrameReader, base_valid: np.ndarray,
 def _block_task(reader: FrameReader, store_path: str, i: int, t0: int,
                 t1: int) -> dict[str, float]:
     """Decode frames [t0, t1) in batches and write them as time block ``i``."""
-    return write_block(store_path, i, reader.iter_frames(t0, t1, BATCH_FRAMES))
+    return write_block(store_path, i, reader.iter_frames(t0, t1, BATCH_FRAMES, reuse=True))
 
 
 def _params_key(raw: RawScan, base_valid: np.ndarray, qmap: np.ndarray | None,
@@ -185,7 +185,8 @@ def convert(raw: str | Path | RawScan, store_path: str | Path, *,
         done = _resume_blocks(store_path)
     attrs = zarr.open_group(str(store_path), mode="r").attrs.asdict()
     todo = [i for i in range(attrs["n_blocks"]) if i not in done]
-    tasks = [dask.delayed(_block_task, pure=False)(reader, str(store_path), i,
+    shared = dask.delayed(reader, traverse=False)  # one key, not a copy per task
+    tasks = [dask.delayed(_block_task, pure=False)(shared, str(store_path), i,
                                                     *block_range(attrs, i))
              for i in todo]
     with _scheduler(scheduler) as sched, _progress(progress):
@@ -217,4 +218,4 @@ def _progress(show: bool) -> Iterator[None]:
         yield
 
 
-__all__ = ["convert", "measure_raw_density", "StoreError", "done_blocks"]
+__all__ = ["convert", "measure_raw_density"]

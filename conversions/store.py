@@ -151,6 +151,7 @@ def create_store(path: str | Path, *, n_frames: int, frame_shape: tuple[int, int
     n_blocks = max(1, -(-n_frames // t_block))
     path = Path(path)
     if path.exists():
+        _check_overwritable(path)
         shutil.rmtree(path)
     g = zarr.open_group(str(path), mode="w", zarr_format=3)
     attrs = {
@@ -185,6 +186,20 @@ def create_store(path: str | Path, *, n_frames: int, frame_shape: tuple[int, int
             ev.create_group(f"b{i}")
     (path / WORK).mkdir()
     return g
+
+
+def _check_overwritable(path: Path) -> None:
+    """Refuse to delete anything but an empty folder or a (possibly broken) scan store."""
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    if (path / WORK).is_dir():
+        return
+    try:
+        if "format_version" in zarr.open_group(str(path), mode="r").attrs:
+            return
+    except Exception:
+        pass
+    raise StoreError(f"{path}: exists and is not a scan store; not overwriting it")
 
 
 def block_range(attrs: dict, i: int) -> tuple[int, int]:
@@ -280,7 +295,7 @@ def write_block(path: str | Path, i: int,
                                rows[t - t0:t - t0 + n], idx)
         else:
             if ev_raw is None:
-                cap = max(P, min(P * (t1 - t0), 1 << 16))
+                cap = 2 * P + (1 << 16)
                 ev_col, ev_fr = np.empty(cap, np.int32), np.empty(cap, np.int32)
                 ev_raw = np.empty(cap, flat.dtype)
             for k in range(n):  # one frame at a time: room for a full frame suffices

@@ -207,20 +207,6 @@ def pooled_c_at_tau(group, tau_s: float, frame_time_s: float, ttcf_bin: int = 1)
     return out
 
 
-def _weighted_log_mean(tau: np.ndarray, err: np.ndarray) -> tuple[float, float]:
-    """Mean of ln tau weighted by (tau/err)^2 -> (tau, tau_err); the error is the larger
-    of the internal one and the scatter between scans (aging spreads an isobar's taus)."""
-    ln, s = np.log(tau), err / tau
-    good = np.isfinite(s) & (s > 0)
-    s = np.where(good, s, np.median(s[good]) if good.any() else 1.0)
-    w = 1.0 / s**2
-    m = float(np.sum(w * ln) / np.sum(w))
-    e = math.sqrt(1.0 / np.sum(w))
-    if ln.size > 1:
-        e = max(e, float(np.std(ln, ddof=1)) / math.sqrt(ln.size))
-    return math.exp(m), math.exp(m) * e
-
-
 def analyse_isobar(
     groups: Sequence, metas: Sequence[Mapping[str, Any]], scan_rows: Sequence[Mapping[str, Any]],
     *, max_tw_s: float | None = None,
@@ -253,8 +239,9 @@ def analyse_isobar(
         (t_w + window start + half the window; t_w + half the scan), so that tau0
         refers to the instant t_w and scan- and window-level points agree.
     qdep_row : dict
-        qdep.csv row (+ ``n_points``, ``fit_ok``, ``reason``): per q-bin, the
-        error-weighted geometric mean of the scans' fitted taus, then tau(q) fitted.
+        qdep.csv row (+ ``n_points``, ``fit_ok``, ``reason``): tau(q) fitted to every
+        successful q-bin fit of the isobar's scans at once, alpha shared and one c per
+        scan (aging changes tau by a factor at all q); c = geometric mean of those.
     """
     if len(groups) != len(metas):
         raise ValueError(f"{len(groups)} groups but {len(metas)} metas")
@@ -331,21 +318,15 @@ def _aging_points(names, metas, groups, union, ok, max_tw_s):
 
 
 def _qdep(names, by_scan) -> dict:
-    per_bin: dict[int, list[tuple[float, float, float]]] = {}
-    for n in names:
+    q, tau, err, scan = [], [], [], []
+    for i, n in enumerate(names):
         for r in by_scan[n]:
-            qi = int(_num(r.get("q_index")))
-            if qi >= 0 and _num(r.get("fit_ok")) == 1 and _num(r.get("tau_s")) > 0:
-                per_bin.setdefault(qi, []).append(
-                    (_num(r["q_inv_angstrom"]), _num(r["tau_s"]), _num(r.get("tau_err_s"))))
-    q, tau, err = [], [], []
-    for qi in sorted(per_bin):
-        pts = np.array(per_bin[qi], dtype=float)
-        m, e = _weighted_log_mean(pts[:, 1], pts[:, 2])
-        q.append(pts[0, 0])
-        tau.append(m)
-        err.append(e)
-    fit = fit_qdep(q, tau, err)
+            if int(_num(r.get("q_index"))) >= 0 and _num(r.get("fit_ok")) == 1 and _num(r.get("tau_s")) > 0:
+                q.append(_num(r["q_inv_angstrom"]))
+                tau.append(_num(r["tau_s"]))
+                err.append(_num(r.get("tau_err_s")))
+                scan.append(i)
+    fit = fit_qdep(q, tau, err, groups=scan)
     return {k: fit[k] for k in ("alpha", "alpha_err", "c", "c_err", "n_points", "fit_ok", "reason")}
 
 

@@ -59,10 +59,9 @@ def _kww(x, tau, beta, contrast, baseline):
 _MODEL = lmfit.Model(_kww, independent_vars=["x"])
 
 
-def failed_fit(reason: str, redchi: float = math.nan) -> dict:
-    """The result dict of a flagged fit: every number NaN, ``fit_ok = 0``."""
-    out = {k: math.nan for k in FIT_KEYS}
-    out["redchi"] = math.nan
+def failed_fit(reason: str) -> dict:
+    """The result dict of a flagged fit: every number (redchi too) NaN, ``fit_ok = 0``."""
+    out: dict = {k: math.nan for k in FIT_KEYS}
     out["fit_ok"] = 0
     out["reason"] = reason
     return out
@@ -103,7 +102,7 @@ def initial_guess(lag_s: np.ndarray, g2: np.ndarray) -> dict:
     return {"tau": tau, "beta": 1.0, "contrast": contrast, "baseline": baseline}
 
 
-def _weights(g2_err, n: int) -> np.ndarray | None:
+def _weights(g2_err) -> np.ndarray | None:
     if g2_err is None:
         return None
     err = np.asarray(g2_err, dtype=float)
@@ -145,7 +144,7 @@ def fit_kww(lag_s, g2, g2_err=None, *, lag_range: tuple[float, float] | None = N
     y = np.asarray(g2, dtype=float).ravel()
     if lag.shape != y.shape:
         raise ValueError(f"lag_s {lag.shape} and g2 {y.shape} differ in shape")
-    w = _weights(g2_err, y.size)
+    w = _weights(g2_err)
     if w is not None and w.shape != y.shape:
         raise ValueError(f"g2_err {w.shape} and g2 {y.shape} differ in shape")
     keep = np.isfinite(lag) & np.isfinite(y) & (lag > 0)
@@ -189,20 +188,20 @@ def _judge(res: lmfit.model.ModelResult, lo: float, hi: float) -> dict:
     p = res.params
     redchi = float(res.redchi) if np.isfinite(res.redchi) else math.nan
     if not res.success:
-        return failed_fit(f"fit did not converge: {res.message}", redchi)
+        return failed_fit(f"fit did not converge: {res.message}")
     errs = [p[k].stderr for k in ("tau", "beta", "contrast")]
     if not res.errorbars or any(e is None or not np.isfinite(e) for e in errs):
-        return failed_fit("uncertainties could not be estimated", redchi)
+        return failed_fit("uncertainties could not be estimated")
     tau, tau_err = float(p["tau"].value), float(p["tau"].stderr)
     contrast, contrast_err = float(p["contrast"].value), float(p["contrast"].stderr)
     if not lo <= tau <= hi:
-        return failed_fit(f"tau {tau:.4g} s outside the measured lags [{lo:.4g}, {hi:.4g}] s", redchi)
+        return failed_fit(f"tau {tau:.4g} s outside the measured lags [{lo:.4g}, {hi:.4g}] s")
     if not contrast > MIN_CONTRAST_SIGNIFICANCE * contrast_err:
         return failed_fit(
-            f"no significant decay (contrast {contrast:.3g} +- {contrast_err:.2g})", redchi
+            f"no significant decay (contrast {contrast:.3g} +- {contrast_err:.2g})"
         )
     if not tau_err < MAX_TAU_REL_ERR * tau:
-        return failed_fit(f"tau undetermined ({tau:.4g} +- {tau_err:.2g} s)", redchi)
+        return failed_fit(f"tau undetermined ({tau:.4g} +- {tau_err:.2g} s)")
     return {
         "tau_s": tau,
         "tau_err_s": tau_err,

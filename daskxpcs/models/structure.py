@@ -67,7 +67,7 @@ def _top(x, q1, height, curv, cubic, quartic):
 _PEAK = lmfit.Model(_top)
 
 
-def fit_q1(q, intensity, *, top_fraction: float = 0.3) -> dict:
+def fit_q1(q, intensity, *, top_fraction: float = 0.5) -> dict:
     """Position of the maximum of the FSDP from a model fitted around the top.
 
     The points kept are the contiguous run around the (lightly smoothed) maximum whose
@@ -91,7 +91,7 @@ def fit_q1(q, intensity, *, top_fraction: float = 0.3) -> dict:
     dict
         ``q1, q1_err, fit_ok, reason``; flagged (NaN) when the maximum sits at the edge
         of the q range (fewer than 3 points on one side: the peak is not covered), too
-        few points, no uncertainty, or
+        few points, no uncertainty or one beyond half the window, or
         the fitted stationary point is not a maximum inside the window.
     """
     q = np.asarray(q, dtype=float).ravel()
@@ -104,7 +104,10 @@ def fit_q1(q, intensity, *, top_fraction: float = 0.3) -> dict:
     if q.size < 7:
         out["reason"] = f"too few q points ({q.size})"
         return out
-    smooth = np.convolve(np.pad(y, 2, mode="edge"), np.ones(5) / 5, mode="valid")
+    # Locate the top on a smoothed copy (about a tenth of the profile): single noisy
+    # bins must neither pick the maximum nor cut the window short.
+    h = max(2, q.size // 20)
+    smooth = np.convolve(np.pad(y, h, mode="edge"), np.ones(2 * h + 1) / (2 * h + 1), mode="valid")
     top = int(np.argmax(smooth))
     level = smooth[top] - top_fraction * (smooth[top] - smooth.min())
     below = smooth < level
@@ -133,6 +136,8 @@ def fit_q1(q, intensity, *, top_fraction: float = 0.3) -> dict:
         out["reason"] = "q1 uncertainty could not be estimated"
     elif not p["curv"].value < 0:
         out["reason"] = "the fitted stationary point is not a maximum"
+    elif not p["q1"].stderr < 0.5 * (qs[-1] - qs[0]):
+        out["reason"] = f"q1 undetermined ({p['q1'].value:.4f} +- {p['q1'].stderr:.2g})"
     elif not qs[0] < p["q1"].value < qs[-1]:
         out["reason"] = f"fitted q1 {p['q1'].value:.4f} outside the top window"
     else:

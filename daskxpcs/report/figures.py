@@ -70,6 +70,10 @@ def kww_params(fit: dict[str, Any] | None) -> tuple[float, float, float, float] 
     return p if finite(*p) and p[0] > 0 and p[2] != 0 else None
 
 
+def has_g2(s: ScanResult) -> bool:
+    return s.has("g2") and s.has("lag_s")
+
+
 def g2_union(s: ScanResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lag_s, g2, g2_err) of the union bin."""
     lag = s.array("lag_s")
@@ -213,7 +217,8 @@ def _plot_g2(ax, s: ScanResult, fit, colour, label: str | None, normalise: bool)
 def fig_g2_isobars(c: Campaign, sample: str, stage: str, figdir: Path) -> Path:
     """g2 of every scan (union bin) with its KWW fit, one panel per isobar, coloured by t_w."""
     groups = _scans_of(c, sample, stage)
-    groups = {k: v for k, v in groups.items() if any(s.has("g2") and s.has("lag_s") for s in v)}
+    groups = {k: [s for s in v if has_g2(s)] for k, v in groups.items()}
+    groups = {k: v for k, v in groups.items() if v}
     if not groups:
         raise MissingInput(f"{sample} {stage}: no g2 in results.zarr")
     rows, cols = _grid(len(groups))
@@ -237,7 +242,7 @@ def fig_g2_isobars(c: Campaign, sample: str, stage: str, figdir: Path) -> Path:
 
 
 def _closest_tw(scans: list[ScanResult], target: float, c: Campaign) -> ScanResult | None:
-    usable = [s for s in scans if s.has("g2") and kww_params(union_fit(c, s)) is not None]
+    usable = [s for s in scans if has_g2(s) and kww_params(union_fit(c, s)) is not None]
     if not usable:
         return None
     return min(usable, key=lambda s: abs(float(s.meta.get("t_w_s", 0.0)) - target))
@@ -352,7 +357,7 @@ def fig_aging(c: Campaign, key: Key, figdir: Path) -> Path:
     arow = next((r for r in c.rows("aging") if isobar_key(r) == key), None)
     if arow is None:
         raise MissingInput(f"{_isobar_label(key)}: no aging.csv row")
-    scans = [s for s in c.isobars().get(key, []) if s.has("g2") and kww_params(union_fit(c, s))]
+    scans = [s for s in c.isobars().get(key, []) if has_g2(s) and kww_params(union_fit(c, s))]
     tw, tau, tau_err = _aging_points(c, key)
     if not scans and tw.size == 0:
         raise MissingInput(f"{_isobar_label(key)}: no scan with a converged fit")
@@ -710,7 +715,7 @@ def hysteresis_pairs(c: Campaign, sample: str, tol_gpa: float = 0.35) -> list[tu
             continue
         ck = min(near, key=lambda k: abs(k[2] - dk[2]))
         cands = [(abs(float(a.meta.get("t_w_s", 0)) - float(b.meta.get("t_w_s", 0))), a, b)
-                 for a in comp[ck] for b in dscans if a.has("g2") and b.has("g2")]
+                 for a in comp[ck] for b in dscans if has_g2(a) and has_g2(b)]
         if cands:
             _, a, b = min(cands, key=lambda x: x[0])
             pairs.append((a, b))
@@ -723,7 +728,7 @@ def fig_hysteresis(c: Campaign, sample: str, figdir: Path) -> Path:
     if not pairs:
         raise MissingInput(f"{sample}: no pressure measured in both compression and decompression")
     pairs = _evenly(pairs, 4)
-    fig = new_figure(4.3 * len(pairs), 3.8)
+    fig = new_figure(max(6.0, 4.5 * len(pairs)), 4.0)
     axes = fig.subplots(1, len(pairs), squeeze=False)[0]
     for ax, (a, b) in zip(axes, pairs):
         for s, colour in ((a, "C0"), (b, "C3")):
@@ -736,5 +741,5 @@ def fig_hysteresis(c: Campaign, sample: str, figdir: Path) -> Path:
         ax.set_xlabel("lag time δt (s)")
         ax.set_ylabel("g2(δt)")
         ax.legend(fontsize=7)
-    fig.suptitle(f"Hysteresis, {sample}: compression (blue) vs decompression (red), KWW fits dotted")
+    fig.suptitle(f"Hysteresis, {sample}: compression (blue) vs decompression (red)\nat similar t_w; KWW fits dotted")
     return save(fig, figdir / f"hysteresis_{slug(sample)}.png")

@@ -35,6 +35,26 @@ SECTIONS = (
 )
 
 
+SECTION_NOTES = {
+    "structure": "FSDP maximum q1 of the time-averaged intensity per scan; lines: linear fits dq1/dP per sample "
+                 "and stage (filled: compression, open: decompression).",
+    "pressure": "⟨τ⟩: mean of the union-bin KWW τ over the scans of each isobar, error bar the standard deviation. "
+                "ISFs: one scan per isobar at similar t_w, normalised by the fitted contrast and baseline.",
+    "ttcf": "C(t1, t2) of the union q bin for each scan of an isobar (read decimated), with the mean intensity "
+            "per pixel and frame below; the width of the diagonal band scales with τ.",
+    "g2": "g2 of the union q bin for every scan, coloured by t_w; dotted: KWW fits "
+          "g2 = baseline + contrast exp(−2 (δt/τ)^β).",
+    "aging": "ISFs against δt and δt/τ (master curve), and τ against time since the pressure change with the fit "
+             "τ = τ0 exp(t_w/τ*).",
+    "qdep": "β(q) and τ(q) per isobar (mean ± std over scans), lines: τ = 1/(c q^α).",
+    "heterogeneity": "C(t, t+τ) at δt = ⟨τ⟩, pooled over the scans of each isobar; ΔC_f is the width of the "
+                     "smallest interval holding a fraction f of the values.",
+    "hysteresis": "g2 in compression and decompression at the nearest pressures and most similar t_w.",
+    "detector": "Intensity traces of every scan against the time since the pressure change; time-averaged "
+                "detector image (grey: masked) with the q-bin edges and the q-bin map.",
+}
+
+
 @dataclass
 class FigureEntry:
     """One figure of the report: its file, or why it is not there."""
@@ -115,7 +135,7 @@ text-align:right} th{background:#f0f0f0;position:sticky;top:0} td.t,th.t{text-al
 tr.bad td{background:#fde8e8} figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.9em;color:#444} .note{color:#8a5300;font-size:.9em} .fail{color:#b00}
 nav a{margin-right:1em} .kv td:first-child{text-align:left;font-weight:600} details{margin:.5em 0}
-.scroll{max-height:480px;overflow:auto;display:inline-block}
+.scroll{max-height:480px;overflow:auto;display:inline-block} .about{color:#555;max-width:60em}
 """
 
 
@@ -220,6 +240,8 @@ def _figures_html(entries: list[FigureEntry], outdir: Path) -> str:
         if not mine:
             continue
         parts.append(f'<h2 id="fig-{sec}">{_e(title)}</h2>')
+        if sec in SECTION_NOTES:
+            parts.append(f'<p class="about">{_e(SECTION_NOTES[sec])}</p>')
         for x in mine:
             if x.path is not None:
                 rel = os.path.relpath(x.path, outdir).replace(os.sep, "/")

@@ -70,13 +70,12 @@ class ScanResult:
     name: str
     group: Any  # zarr.Group
     meta: dict[str, Any]
-
-    @property
-    def n_q(self) -> int:
-        return int(self.group["g2"].shape[0]) - 1
+    _arrays: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     def has(self, name: str) -> bool:
-        return name in self.group.array_keys() if hasattr(self.group, "array_keys") else name in self.group
+        if self._arrays is None:  # list the group once; figures ask often
+            self._arrays = frozenset(self.group.array_keys())
+        return name in self._arrays
 
     def array(self, name: str) -> np.ndarray:
         if not self.has(name):

@@ -48,7 +48,7 @@ from daskxpcs.simulate.geometry import Detector, make_detector
 #: (tau error <= 5e-5 relative).
 _LOG_S_STEP = 1e-4
 #: complex64 field generated at once per worker thread (columns of a row are chunked to fit)
-_FIELD_BYTES = 64 << 20
+_FIELD_BYTES = 32 << 20
 #: memory allowed to the generator threads together (workers are capped to fit)
 _WORKER_BYTES = 1536 << 20
 

@@ -354,11 +354,13 @@ def write_lima2_sparse(
                 g.create_dataset("frame_ptr", data=np.zeros(1, ptr_dtype), maxshape=(None,), chunks=(4096,))
                 g.create_dataset("index", shape=(0,), maxshape=(None,), dtype=np.uint32, chunks=(1 << 16,))
                 g.create_dataset("intensity", shape=(0,), maxshape=(None,), dtype=it_dtype, chunks=(1 << 16,))
-                state.update(h=h, g=g, keep=np.flatnonzero(~bad.ravel()))
+                state.update(h=h, g=g, bad=bad.ravel())
                 files.append((path, 0))
-            g, keep = state["g"], state["keep"]
-            flat = sub.reshape(sub.shape[0], -1)[:, keep]
-            fr, col = np.nonzero(flat)
+            g, bad = state["g"], state["bad"]
+            flat = sub.reshape(sub.shape[0], -1)
+            fr, col = np.nonzero(flat)  # row-major: frame order, then increasing pixel index
+            ok = ~bad[col]
+            fr, col = fr[ok], col[ok]
             vals = flat[fr, col]
             if vals.size and vals.max() > top:
                 raise ValueError(f"count {vals.max()} does not fit {it_dtype} in {files[-1][0]} (mask hot pixels)")
@@ -367,7 +369,7 @@ def write_lima2_sparse(
             e0, p0 = idx.shape[0], ptr.shape[0]
             idx.resize(e0 + vals.size, axis=0)
             inten.resize(e0 + vals.size, axis=0)
-            idx[e0:] = keep[col].astype(np.uint32)
+            idx[e0:] = col.astype(np.uint32)
             inten[e0:] = vals.astype(it_dtype)
             ptr.resize(p0 + sub.shape[0], axis=0)
             ptr[p0:] = e0 + np.cumsum(counts)

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import h5py
-import hdf5plugin
 import numpy as np
 import pytest
 from conv_rawfiles import poisson_frames, write_lima

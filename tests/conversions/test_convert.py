@@ -112,7 +112,8 @@ def test_active_distributed_client_is_used(tmp_path):
                       host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         store = convert(raw, tmp_path / "s.zarr", t_block=6)
-        prefixes = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+        prefixes = client.run_on_scheduler(
+            lambda dask_scheduler: list(dask_scheduler.task_prefixes))
         assert "block_task" in prefixes
     np.testing.assert_array_equal(store.read_dense(0, 24, 0, 72), frames.reshape(24, -1))
 

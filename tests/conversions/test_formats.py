@@ -42,7 +42,8 @@ def test_single_lima_file_is_a_scan(format_fixtures, expected):
     raw = open_raw(format_fixtures / "lima/scan0001/eiger4m_0001.h5")
     assert raw.n_frames == 10
     bad = expected["bad"]
-    np.testing.assert_array_equal(raw.read_frames(0, 10)[:, ~bad], expected["counts"][10:20][:, ~bad])
+    np.testing.assert_array_equal(raw.read_frames(0, 10)[:, ~bad],
+                                  expected["counts"][10:20][:, ~bad])
 
 
 @pytest.mark.parametrize("entry", [None, "1", "1.1"])

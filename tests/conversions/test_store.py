@@ -144,3 +144,12 @@ def test_bad_arrays_rejected(tmp_path):
                                qmap=np.zeros((3, 4)), q_edges=[0, 1])
     with pytest.raises(InputError):
         write_store_from_array(tmp_path / "b.zarr", np.full((2, 3, 3), 0.5))
+
+
+def test_never_overwrites_something_else(tmp_path):
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(StoreError, match="not a scan store; not overwriting"):
+        write_store_from_array(other, _frames(8, (3, 2, 2)))
+    assert (other / "notes.txt").read_text() == "keep me"

@@ -65,3 +65,22 @@ def test_qdep_exact_and_too_few():
     assert r["alpha"] == pytest.approx(2.0, abs=1e-9) and r["c"] == pytest.approx(0.2, rel=1e-9)
     r = fit_qdep(q[:2], [1.0, 2.0])
     assert r["fit_ok"] == 0 and math.isnan(r["alpha"])
+
+
+def test_qdep_shared_alpha_over_aging_scans():
+    """Three scans of an aging isobar: tau differs by a factor per scan at every q."""
+    rng = np.random.default_rng(7)
+    q = np.linspace(2.70, 3.02, 8)
+    qs, taus, labels = [], [], []
+    for s, factor in enumerate([1.0, 3.0, 9.0]):
+        tau = factor / (0.05 * q**0.36) * (1 + 0.002 * rng.normal(size=q.size))
+        qs.append(q)
+        taus.append(tau)
+        labels.append(np.full(q.size, s))
+    qs, taus, labels = map(np.concatenate, (qs, taus, labels))
+    r = fit_qdep(qs, taus, 0.002 * taus, groups=labels)
+    assert r["fit_ok"] == 1 and r["n_points"] == 24
+    assert abs(r["alpha"] - 0.36) < 0.03 and abs(r["alpha"] - 0.36) < 4 * r["alpha_err"]
+    assert r["c"] == pytest.approx(0.05 / 3.0, rel=0.05)  # geometric mean of the scans' c
+    pooled = fit_qdep(qs, taus, 0.002 * taus)  # one c for all: alpha is lost in the spread
+    assert abs(pooled["alpha"] - 0.36) > 4 * r["alpha_err"] or pooled["alpha_err"] > 10 * r["alpha_err"]

@@ -10,7 +10,7 @@ import pytest
 from daskxpcs.models import fine_profile, fit_linear, fit_q1, thermal_expansion
 
 
-def detector(q1: float, seed: int = 0, n_frames: int = 2000):
+def detector(q1: float, seed: int = 0, n_frames: int = 20000):
     """A 160 x 170 detector around the FSDP: Lorentzian peak on a sloping background."""
     rng = np.random.default_rng(seed)
     ny, nx = 160, 170
@@ -43,6 +43,7 @@ def test_q1_recovered(q1):
     assert r["fit_ok"] == 1
     assert abs(r["q1"] - truth) < 1e-3
     assert 0 < r["q1_err"] < 1e-3
+    assert abs(r["q1"] - truth) < 4 * r["q1_err"]
 
 
 def test_q1_outside_the_detector_is_flagged():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 from matplotlib.image import imread
 
 from daskxpcs.report import write_report
@@ -153,22 +154,33 @@ def test_truth_beside_recovered(reported_output):
     assert float(r[header.index("truth")]) > float(r[header.index("recovered")])
 
 
+def _keep_rows(path: Path, keep) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0]] + [ln for ln in lines[1:] if keep(ln)]) + "\n")
+
+
 def test_partial_campaign_still_reports(synthetic_output, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(synthetic_output, out)
     (out / "aging.csv").unlink()
     (out / "qdep.csv").write_text(",".join(COLUMNS["qdep"]) + "\n")
     (out / "summary.json").write_text("{not json")
-    for g in (out / "results.zarr").iterdir():  # keep one isobar's groups (fast)
-        if g.is_dir() and not g.name.startswith("S1_c3.3"):
+    for g in (out / "results.zarr").iterdir():  # one scan left (keeps the test fast)
+        if g.is_dir() and g.name != "S1_c3.3_s01":
             shutil.rmtree(g)
+    for name in ("scans", "isobars", "structure"):
+        _keep_rows(out / f"{name}.csv", lambda ln: ln.startswith("S1"))
+    half = zarr.open_group(str(out / "results.zarr"), mode="a").create_group("S1_c3.3_s09")  # no arrays yet
+    half.attrs.update({"sample": "S1", "stage": "compression", "pressure_gpa": 3.3, "t_w_s": 5000.0})
     report = write_report(out)
     text = report.read_text()
     assert "aging.csv not found" in text
     assert "Aging: skipped" in text
     assert "summary.json unreadable" in text
-    assert "failed:" not in text  # skipped with reasons, no figure crashed
-    for src in _parse(report).imgs:
+    assert 'class="fail"' not in text  # skipped with reasons, no figure crashed
+    imgs = _parse(report).imgs
+    assert "figures/ttcf_S1_compression_3.30GPa.png" in imgs
+    for src in imgs:
         assert (out / src).is_file()
 
 
