@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     print("stage seconds (summed over scans): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()))
     for k, v in peaks.items():
         print(f"peak RSS {k}: {v / 2**20:.0f} MiB")
-    print(f"projected {projected:.1f} s (throughput {plan.throughput:.3g}, {plan.throughput_source}); "
+    print(f"projected {projected:.1f} s ({plan.throughput:.3g} frame-pixels/s per worker + "
+          f"{plan.scan_overhead_s:.2g} s per scan, {plan.calibration_source}); "
           f"actual / projected = {wall / projected:.2f}")
 
     big = plan_campaign(load_manifest(header_only_archive(a.workdir / "archive-headers")), calibration=out,

@@ -89,6 +89,9 @@ def chunk_table(seg: Segment, frame_shape: tuple[int, int], dtype: np.dtype) -> 
         d = dataset(f, seg.file, seg.dataset)
         if d.is_virtual or d.chunks != (1,) + tuple(frame_shape) or d.dtype != dtype:
             return None
+        # byte offsets are in the file that holds the data (links may point elsewhere)
+        holder = os.path.join(os.path.dirname(seg.file), d.file.filename) \
+            if not os.path.isabs(d.file.filename) else d.file.filename
         dcpl = d.id.get_create_plist()
         if dcpl.get_nfilters() != 1:
             return None
@@ -122,7 +125,7 @@ def chunk_table(seg: Segment, frame_shape: tuple[int, int], dtype: np.dtype) -> 
     if np.any(offsets < 0):
         # unwritten chunks read as the fill value; leave those files to h5py
         return None
-    return ChunkTable(seg.file, seg.dataset, seg.src_start, offsets, sizes, raw, codec)
+    return ChunkTable(holder, seg.dataset, seg.src_start, offsets, sizes, raw, codec)
 
 
 def decode_chunk(buf: bytes | np.ndarray, frame_shape: tuple[int, int], dtype: np.dtype,

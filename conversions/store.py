@@ -21,6 +21,7 @@ reduces the per-block partial sums, verifies the totals and writes ``complete``.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -219,26 +220,28 @@ def done_blocks(path: str | Path) -> set[int]:
 
 
 def _save_partial(path: str | Path, i: int, pixel_sum: np.ndarray, saturated: np.ndarray,
-                  source_sum: float, stored_sum: float) -> None:
+                  frame_sum: np.ndarray, source_sum: float, stored_sum: float) -> None:
     """Write block i's partial results atomically (temporary file, then rename)."""
     c = numcodecs.Blosc(cname="zstd", clevel=1, shuffle=numcodecs.Blosc.BITSHUFFLE)
     final = _work_file(path, i)
     tmp = final.with_suffix(".tmp")
     with open(tmp, "wb") as f:
         np.savez(f, pixel_sum=np.frombuffer(c.encode(pixel_sum.astype(np.int64)), np.uint8),
-                 saturated=saturated.astype(np.int64),
+                 saturated=saturated.astype(np.int64), frame_sum=frame_sum,
                  sums=np.array([source_sum, stored_sum], np.float64))
     os.replace(tmp, final)
 
 
 def _load_partial(path: str | Path, i: int, npix: int):
-    """(pixel_sum (npix,) int64, saturated flat indices, source_sum, stored_sum) of block i."""
+    """(pixel_sum (npix,) int64, saturated flat indices, frame_sum, source_sum, stored_sum)
+    of block i."""
     c = numcodecs.Blosc()
     with np.load(_work_file(path, i)) as z:
         pix = np.frombuffer(c.decode(z["pixel_sum"].tobytes()), np.int64)
         if pix.size != npix:
             raise StoreError(f"{path}: partial sums of block {i} are damaged")
-        return pix, z["saturated"], float(z["sums"][0]), float(z["sums"][1])
+        return (pix, z["saturated"], z["frame_sum"], float(z["sums"][0]),
+                float(z["sums"][1]))
 
 
 def _batches(frames: np.ndarray | Iterable[np.ndarray]) -> Iterable[np.ndarray]:
@@ -340,16 +343,16 @@ def write_block(path: str | Path, i: int,
                        compressors=c, overwrite=True)
         b.create_array("frame", data=frame, chunks=chunk, compressors=c, overwrite=True)
         b.create_array("count", data=count, chunks=chunk, compressors=c, overwrite=True)
-        back_ptr, back = b["ptr"][:], b["count"][:]
-        keep = ~np.repeat(saturated[pixels], np.diff(back_ptr))
+        back = b["count"][:]
+        keep = ~np.repeat(saturated[pixels], np.diff(ptr))
         stored_sum = float(back[keep].sum(dtype=np.float64))
-    g["frame_sum"][t0:t1] = frame_sum
     result = {"source_sum": source_sum, "stored_sum": stored_sum}
     if source_sum != stored_sum:
         raise StoreError(f"{path}: block {i} stored {stored_sum} photons, "
                          f"source has {source_sum}")
     # the block's done marker, written last
-    _save_partial(path, i, pixel_sum, np.flatnonzero(saturated), source_sum, stored_sum)
+    _save_partial(path, i, pixel_sum, np.flatnonzero(saturated), frame_sum, source_sum,
+                  stored_sum)
     return result
 
 
@@ -378,11 +381,14 @@ def finalise_store(path: str | Path, *, expected_frames: int | None = None,
     ny, nx = a["frame_shape"]
     pixel_sum = np.zeros(ny * nx, np.int64)
     saturated: list[np.ndarray] = []
+    frame_sum = np.zeros(a["n_frames"], np.float64)
     stored, source = 0.0, 0.0
     for i in range(n_blocks):
-        pix, sat_i, source_i, stored_i = _load_partial(path, i, ny * nx)
+        pix, sat_i, fs_i, source_i, stored_i = _load_partial(path, i, ny * nx)
         pixel_sum += pix
         saturated.append(sat_i)
+        t0, t1 = block_range(a, i)
+        frame_sum[t0:t1] = fs_i
         stored += stored_i
         source += source_i
     pixel_sum = pixel_sum.astype(np.float64).reshape(ny, nx)
@@ -394,15 +400,13 @@ def finalise_store(path: str | Path, *, expected_frames: int | None = None,
     g["valid"][:] = valid
     g.create_array("pixel_sum", data=pixel_sum, compressors=codec(), overwrite=True)
     pixels = g["pixels"][:]
-    frame_sum = g["frame_sum"][:]
-    # each block left out its own saturated pixels; take out the others here
-    store = ScanStore(path, g, check_complete=False)
+    # each block left out its own saturated pixels; take out the others here (this
+    # works from the partials, so a finalise interrupted and run again gives the same)
     for i in range(n_blocks):
-        others = np.setdiff1d(sat, saturated[i])
-        cols = np.flatnonzero(np.isin(pixels, others))
-        t0, t1 = block_range(a, i)
-        for c in cols:
-            frame_sum[t0:t1] -= _exact_column(store, t0, t1, int(c))
+        cols = np.flatnonzero(np.isin(pixels, np.setdiff1d(sat, saturated[i])))
+        if len(cols):
+            t0, t1 = block_range(a, i)
+            frame_sum[t0:t1] -= _column_sums(g, a, i, cols)
     g["frame_sum"][:] = frame_sum
     n_valid_pixels = int(valid.ravel()[pixels].sum())
     total = float(frame_sum.sum())
@@ -415,23 +419,17 @@ def finalise_store(path: str | Path, *, expected_frames: int | None = None,
     return open_scan_store(path)
 
 
-def _exact_column(store: "ScanStore", t0: int, t1: int, c: int) -> np.ndarray:
-    """Exact float64 counts of stored pixel column ``c`` over frames [t0, t1)."""
-    if store.layout == "dense":
-        return store._g["dense"][t0:t1, c].astype(np.float64)
-    out = np.zeros(t1 - t0, np.float64)
-    _, frame, count = store.read_events(t0, t1, c, c + 1)
-    out[frame - t0] = count
-    return out
-
-
-def _runs(cols: np.ndarray) -> list[np.ndarray]:
-    """Split sorted indices into runs of consecutive values."""
-    cols = np.asarray(cols)
-    if len(cols) == 0:
-        return []
-    cut = np.flatnonzero(np.diff(cols) != 1) + 1
-    return np.split(cols, cut)
+def _column_sums(g: zarr.Group, attrs: dict, i: int, cols: np.ndarray) -> np.ndarray:
+    """Exact per-frame sums (float64) of stored columns ``cols`` in time block ``i``."""
+    t0, t1 = block_range(attrs, i)
+    if attrs["layout"] == "dense":
+        x = g["dense"].get_orthogonal_selection((slice(t0, t1), cols))
+        return x.sum(axis=1, dtype=np.float64)
+    b = g[f"events/b{i}"]
+    ptr = b["ptr"][:]
+    idx = np.concatenate([np.arange(ptr[c], ptr[c + 1]) for c in cols])
+    frame, count = b["frame"][:][idx], b["count"][:][idx]
+    return np.bincount(frame - t0, weights=count.astype(np.float64), minlength=t1 - t0)
 
 
 def write_store_from_array(path: str | Path, frames: np.ndarray, *,
@@ -530,11 +528,24 @@ class ScanStore:
         self.q_edges = self.attrs.get("q_edges")
         self.t_block = int(self.attrs["t_block"])
         self.p_tile = int(self.attrs["p_tile"])
-        self.pixels = group["pixels"][:]
-        self.valid = group["valid"][:]
-        self.qmap = group["qmap"][:]
-        self.pixel_valid = self.valid.ravel()[self.pixels]
-        self.n_pixels = len(self.pixels)
+        self.n_pixels = int(group["pixels"].shape[0])
+
+    # image-sized arrays load on first use: a store sent to many tasks stays cheap
+    @functools.cached_property
+    def pixels(self) -> np.ndarray:
+        return self._g["pixels"][:]
+
+    @functools.cached_property
+    def valid(self) -> np.ndarray:
+        return self._g["valid"][:]
+
+    @functools.cached_property
+    def qmap(self) -> np.ndarray:
+        return self._g["qmap"][:]
+
+    @functools.cached_property
+    def pixel_valid(self) -> np.ndarray:
+        return self.valid.ravel()[self.pixels]
 
     def __repr__(self) -> str:
         return f"ScanStore({str(self.path)!r})"

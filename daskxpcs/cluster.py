@@ -73,6 +73,8 @@ class SchedulerHandle:
         if self.client is None:
             return None
         try:
+            if "dashboard" not in self.client.scheduler_info().get("services", {}):
+                return None  # scheduler started without one
             return self.client.dashboard_link
         except Exception:  # no dashboard (bokeh missing or disabled)
             return None

@@ -197,11 +197,15 @@ def test_analyse_isobar(isobar):
         assert iso[key] == pytest.approx(v, rel=1e-12)
     assert iso["delta_c_90"] == pytest.approx(2 * 1.645 * 0.02, rel=0.1)
 
-    assert aging is not None and aging["fit_ok"] == 1
-    assert aging["tau_star_s"] == pytest.approx(TAU_STAR, rel=0.05)
     q_union = union[0]["q_inv_angstrom"]
-    assert aging["tau0_s"] == pytest.approx(float(tau_at(0.0, q_union)), rel=0.05)
-    assert aging["n_points"] >= 3 * 2
+    assert aging is not None and aging["fit_ok"] == 1 and aging["n_points"] == 3
+    for which, n_points in (("scans", 3), ("windows", 3 * N_WIN), ("both", 3 * N_WIN + 3)):
+        a = analyse_isobar(groups, metas, rows, aging_points=which)[1]
+        assert a["n_points"] == n_points
+        assert a["tau_star_s"] == pytest.approx(TAU_STAR, rel=0.05)
+        assert a["tau0_s"] == pytest.approx(float(tau_at(0.0, q_union)), rel=0.05)
+        if which == "scans":
+            assert a == aging
 
     assert qdep["fit_ok"] == 1 and qdep["n_points"] == 3 * Q_CENTRES.size
     assert abs(qdep["alpha"] - ALPHA) < 0.05
@@ -210,8 +214,12 @@ def test_analyse_isobar(isobar):
 
 def test_analyse_isobar_max_tw_and_few_scans(isobar):
     groups, metas, rows = isobar
-    _, aging, _ = analyse_isobar(groups, metas, rows, max_tw_s=1000.0)
+    _, aging, _ = analyse_isobar(groups, metas, rows, max_tw_s=1000.0, aging_points="windows")
     assert aging["fit_ok"] == 1 and aging["n_points"] == N_WIN  # one scan's windows only
+    _, aging, _ = analyse_isobar(groups, metas, rows, max_tw_s=1000.0)
+    assert aging["fit_ok"] == 0 and aging["n_points"] == 1 and math.isnan(aging["tau_star_s"])
+    with pytest.raises(ValueError, match="aging_points"):
+        analyse_isobar(groups, metas, rows, aging_points="all")
     iso, aging2, _ = analyse_isobar(groups[:2], metas[:2], rows)
     assert aging2 is None and iso["n_scans"] == 2
 
@@ -224,7 +232,7 @@ def test_aging_falls_back_to_scan_level_points(tmp_path):
     metas = [meta(f"s{i}", tw) for i, tw in enumerate(tws)]
     rows = [r for g, m in zip(groups, metas) for r in analyse_scan(g, m)]
     assert all(a["fit_ok"] == 0 for a in groups[2].attrs["age_fits"])
-    _, aging, _ = analyse_isobar(groups, metas, rows)
+    _, aging, _ = analyse_isobar(groups, metas, rows, aging_points="windows")
     assert aging["n_points"] == 2 * N_WIN + 1
     assert aging["tau_star_s"] == pytest.approx(TAU_STAR, rel=0.05)
 

@@ -55,7 +55,7 @@ def test_writes_into_existing_group(scan, tmp_path):
     other = root.create_group("other_scan")
     other.attrs["keep"] = 1
     g = root.create_group("scan_a")
-    correlate_scan(store, g, t_block=20, ttcf_bin=2, scheduler="processes")
+    correlate_scan(store, g, t_block=20, ttcf_bin=2, scheduler="synchronous")
     root = zarr.open_group(str(tmp_path / "results.zarr"), mode="r")
     check(root["scan_a"], ref)
     assert root["other_scan"].attrs["keep"] == 1
@@ -74,10 +74,11 @@ def test_distributed_local_cluster(scan, tmp_path):
                       dashboard_address=None) as cluster, Client(cluster) as client:
         t = correlate_scan(store, tmp_path / "o.zarr", t_block=20, p_tile=40, ttcf_bin=2, scheduler=client)
         assert t["n_tasks"] > 10
-        # and picked up as Dask's default when a client is active
-        correlate_scan(store, tmp_path / "o2.zarr", t_block=20, ttcf_bin=2)
+        # picked up as Dask's default when a client is active; a zarr.Group travels to workers
+        group = zarr.open_group(str(tmp_path / "results.zarr"), mode="w").create_group("scan")
+        correlate_scan(store, group, t_block=20, ttcf_bin=2)
     check(zarr.open_group(str(tmp_path / "o.zarr"), mode="r"), ref)
-    check(zarr.open_group(str(tmp_path / "o2.zarr"), mode="r"), ref)
+    check(zarr.open_group(str(tmp_path / "results.zarr"), mode="r")["scan"], ref)
 
 
 def kww_speckle(rng, T, n_px, tau, beta, rate):

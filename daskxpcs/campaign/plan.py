@@ -18,8 +18,9 @@ Tasks and memory follow the block sizes of ``conversions`` and ``daskxpcs.graph`
 photon density (which picks the layouts and the pixel tiles) is sampled from two frames of
 the first scan, else taken as ``DEFAULT_DENSITY``.
 
-Only the raw headers are read, so a manifest of header-only HDF5 files (chunked datasets
-with no chunk written, a few kB each) plans an archive that does not fit on this disk.
+Only the raw headers (and two frames, for the density) are read, so a manifest of
+header-only HDF5 files (chunked datasets with no chunk written, a few kB each) plans an
+archive that does not fit on this disk (``benchmarks/bench_archive.py`` does so).
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ from daskxpcs.campaign.state import file_stat
 __all__ = ["Plan", "plan_campaign", "format_plan", "DEFAULT_THROUGHPUT", "DEFAULT_SCAN_OVERHEAD_S", "WORKERS"]
 
 # Conversion + correlation, frame-pixels per second per worker thread, and analysis seconds
-# per scan: measured by benchmarks/bench_archive.py --scale 0.1 --isobars 2 (threads, 2 cores).
-DEFAULT_THROUGHPUT = 7.4e6
-DEFAULT_SCAN_OVERHEAD_S = 3.6
+# per scan, measured by benchmarks/bench_archive.py (threads, 2 shared cores, 6 scans of
+# 512 x 512): --scale 0.25 (1000 frames) gave 4.26e7 and 1.1 s; --scale 0.1 (400 frames)
+# 1.98e7 and 1.5 s. Fixed per-scan costs dominate such small scans, so the larger run is
+# the better guide for archive-sized ones.
+DEFAULT_THROUGHPUT = 4.0e7
+DEFAULT_SCAN_OVERHEAD_S = 1.1
 DEFAULT_DENSITY = 0.01  # photons / pixel / frame, sparse 21 keV XPCS
 WORKERS = (1, 8, 64)
 WORKER_BASE_BYTES = 300 * 2**20  # an idle Dask worker process with numba/zarr loaded
@@ -182,7 +186,11 @@ def _density(man: Manifest, in_bins: dict) -> tuple[float, str]:
         except Exception:  # unreadable data: the run reports it; the plan falls back
             break
         sel = in_bins.get(s.geometry)
-        d = float(frames[:, sel].mean()) if sel is not None and sel.any() else float(frames.mean())
+        vals = frames[:, sel] if sel is not None and sel.any() else frames.reshape(frames.shape[0], -1)
+        dt = np.dtype(raw.dtype)
+        if dt.kind in "ui":  # saturated / hot pixels hold the dtype maximum: not photons
+            vals = vals[vals < np.iinfo(dt).max]
+        d = float(vals.mean()) if vals.size else 0.0
         if d > 0:
             return d, f"sampled from 2 frames of {s.name}"
         break

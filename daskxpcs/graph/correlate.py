@@ -2,8 +2,9 @@
 
 Tasks run over (pixel tile x time-block pair), upper triangle only::
 
-    tile stats     per tile: frame sums S (n_q, T) [+ lag statistics, sparse tiles]
-    pairs          per (tile, ti <= tj): numerator {bin: (tb, tb)} [+ lag partial, dense tiles]
+    tile stats     per sparse tile: frame sums S (n_q, T) and lag statistics, from its events
+    pairs          per (tile, ti <= tj): numerator {bin: (tb, tb)}; dense tiles also give
+                   a per-pixel lag partial and, on the diagonal, the frame sums of block ti
     numerators     per (ti, tj): binary tree of in-place adds over tiles
     write          per (ti, tj): C = N / (S1 S2), ttcf block and its mirror -> zarr,
                    diagonal statistics of C
@@ -37,6 +38,8 @@ __all__ = ["CorrelationPlan", "plan_correlation", "build_graph", "EVENTS_MAX_DEN
 #: modern CPU, the margin keeps the BLAS path for anything not clearly sparse.
 EVENTS_MAX_DENSITY = 0.05
 DEFAULT_T_BLOCK = 512
+#: BLAS runs several times faster on (1024, 1024) products than on (512, 512) ones.
+DENSE_T_BLOCK = 1024
 DENSE_P_TILE = 8192
 #: Events one sparse pair task may hold (two time blocks of one tile).
 EVENTS_PER_PAIR = 8_000_000
@@ -64,6 +67,7 @@ class CorrelationPlan:
     edges: np.ndarray
     density: float
     rate: np.ndarray
+    dense_group: int = 2
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -72,8 +76,9 @@ class CorrelationPlan:
 
     @property
     def engine(self) -> str:
-        kinds = {e for e, (p0, p1) in zip(self.engines, self.tiles)}
-        return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "none")
+        """"events" or "dense" when every tile uses it, else "mixed"."""
+        kinds = set(self.engines)
+        return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
 def _resolve_q(store: ScanStore, qmap, q_edges) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -124,18 +129,19 @@ def plan_correlation(store: ScanStore | str, *, qmap=None, q_edges: Sequence[flo
     used = labels >= 0
     density = float(rate[used].mean()) if used.any() else 0.0
     P = len(labels)
+    sparse = engine == "events" or (engine == "auto" and density < EVENTS_MAX_DENSITY)
     if t_block is None:
-        t_block = DEFAULT_T_BLOCK
+        t_block = DEFAULT_T_BLOCK if sparse else DENSE_T_BLOCK
     t_block = max(1, min(int(t_block), T))
     t_block = math.ceil(t_block / ttcf_bin) * ttcf_bin
-    sparse = engine == "events" or (engine == "auto" and density < EVENTS_MAX_DENSITY)
     if p_tile is None:
         if sparse:
             # Large tiles amortise the (tb, tb) numerator and the store's per-read latency;
             # a pair task holds the tile's events of two blocks only.
             want = 32.0 / max(density, 1e-6) ** 2
             cap = EVENTS_PER_PAIR / max(2 * density * t_block, 1e-9)
-            p_tile = int(max(DENSE_P_TILE, min(want, cap)))
+            # at least 4 tiles when the detector allows, so whole-scan tile statistics run in parallel
+            p_tile = int(max(DENSE_P_TILE, min(want, cap, math.ceil(P / 4))))
         else:
             p_tile = DENSE_P_TILE
         base = max(1, int(store.p_tile))
@@ -201,6 +207,9 @@ def build_graph(plan: CorrelationPlan, out, *, mark_complete: bool = True) -> De
     ready = delayed(output.init_output, pure=True)(spec, plan.n_q + 1, n_binned, max(1, tb // fb), attrs,
                                                    dask_key_name=f"xpcs-init-{tag}")
 
+    g = max(1, plan.dense_group)
+    supers = [list(range(k, min(len(blocks), k + g))) for k in range(0, len(blocks), g)]
+    groups = [(a, b) for a in range(len(supers)) for b in range(a, len(supers))]
     s_parts, lag_parts = [], []
     num_parts: dict[tuple[int, int], list] = {p: [] for p in pairs}
     for t, ((p0, p1), eng) in enumerate(zip(plan.tiles, plan.engines)):
@@ -216,17 +225,22 @@ def build_graph(plan: CorrelationPlan, out, *, mark_complete: bool = True) -> De
                     plan.store_path, p0, p1, layout, blocks[i], blocks[j],
                     dask_key_name=f"xpcs-evpair-{tag}-{t}-{i}-{j}"))
         else:
-            s_parts.append(delayed(tasks.dense_tile_sums, pure=True)(
-                plan.store_path, p0, p1, layout, T, tb, dask_key_name=f"xpcs-s-{tag}-{t}"))
             tile_lag = []
-            # Pairs ordered by diagonal so tree neighbours share lag ranges.
-            for i, j in sorted(pairs, key=lambda ij: (ij[1] - ij[0], ij[0])):
-                res = delayed(tasks.dense_pair, pure=True, nout=2)(
-                    plan.store_path, p0, p1, layout, blocks[i], blocks[j], lags, edges,
-                    dask_key_name=f"xpcs-dpair-{tag}-{t}-{i}-{j}")
-                num, lag = res
-                num_parts[(i, j)].append(num)
+            # Groups of g x g block pairs decode each block once per group; ordered by
+            # diagonal so tree neighbours share lag ranges.
+            for gi, gj in sorted(groups, key=lambda ij: (ij[1] - ij[0], ij[0])):
+                rows, cols = supers[gi], supers[gj]
+                nums, lag, s_part = delayed(tasks.dense_group, pure=True, nout=3)(
+                    plan.store_path, p0, p1, layout, [blocks[i] for i in rows], [blocks[j] for j in cols],
+                    lags, edges, T, dask_key_name=f"xpcs-dgroup-{tag}-{t}-{gi}-{gj}")
+                for i in rows:
+                    for j in cols:
+                        if j >= i:
+                            num_parts[(i, j)].append(delayed(tasks.pick, pure=True)(
+                                nums, (blocks[i], blocks[j]), dask_key_name=f"xpcs-dpair-{tag}-{t}-{i}-{j}"))
                 tile_lag.append(lag)
+                if gi == gj:
+                    s_parts.append(s_part)
             part = tree_reduce(tile_lag, K.add_lag, f"xpcs-lagtree-{tag}-{t}")
             lag_parts.append(delayed(tasks.finish_lag, pure=True)(part, layout, n_lag,
                                                                   dask_key_name=f"xpcs-lag-{tag}-{t}"))

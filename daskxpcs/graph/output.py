@@ -59,18 +59,19 @@ def normalise_and_write(num: dict, s_full: np.ndarray, n_pix: np.ndarray, a: tup
     assert ready
     a0, a1 = a
     b0, b1 = b
-    c = K.normalise_block(num, s_full[:, a0:a1], s_full[:, b0:b1], n_pix, (a1 - a0, b1 - b0))
-    stats = K.c_diag_stats(c, a0, b0, lags)
     usable = n_binned * ttcf_bin
     rows = (min(a1, usable) - a0) // ttcf_bin
     cols = (min(b1, usable) - b0) // ttcf_bin
-    if rows > 0 and cols > 0:
-        blk = K.bin_block(c, rows, cols, ttcf_bin).astype(np.float32)
-        r0, c0 = a0 // ttcf_bin, b0 // ttcf_bin
-        arr = open_out(spec)["ttcf"]
-        arr[:, r0:r0 + rows, c0:c0 + cols] = blk
-        if a != b:
-            arr[:, c0:c0 + cols, r0:r0 + rows] = blk.transpose(0, 2, 1)
+    r0, c0 = a0 // ttcf_bin, b0 // ttcf_bin
+    arr = open_out(spec)["ttcf"] if rows > 0 and cols > 0 else None
+    stats = np.zeros((3, len(n_pix) + 1, len(lags)), np.float64)
+    for bn, c in K.normalise_bins(num, s_full[:, a0:a1], s_full[:, b0:b1], n_pix, (a1 - a0, b1 - b0)):
+        stats[:, bn:bn + 1] = K.c_diag_stats(c, a0, b0, lags)
+        if arr is not None:
+            blk = K.bin_block(c, rows, cols, ttcf_bin).astype(np.float32)
+            arr[bn:bn + 1, r0:r0 + rows, c0:c0 + cols] = blk
+            if a != b:
+                arr[bn:bn + 1, c0:c0 + cols, r0:r0 + rows] = blk.transpose(0, 2, 1)
     return stats
 
 
@@ -100,8 +101,7 @@ def finalise_output(spec: tuple, s_full: np.ndarray, lag_stats: np.ndarray, c_st
         data = np.ascontiguousarray(res[name])
         if name in g:
             del g[name]
-        arr = g.create_array(name, shape=data.shape, dtype=data.dtype,
-                             chunks=data.shape if data.size else None)
+        arr = g.create_array(name, shape=data.shape, dtype=data.dtype, chunks=tuple(max(1, n) for n in data.shape))
         if data.size:
             arr[...] = data
     if mark_complete:

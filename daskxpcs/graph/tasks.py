@@ -15,7 +15,7 @@ import numpy as np
 from conversions.store import ScanStore, open_scan_store
 from daskxpcs import kernels as K
 
-__all__ = ["open_store", "dense_tile_sums", "events_tile_stats", "dense_pair", "events_pair", "finish_lag"]
+__all__ = ["open_store", "events_tile_stats", "dense_group", "events_pair", "finish_lag"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -27,16 +27,6 @@ def open_store(path: str) -> ScanStore:
     """Open a scan store once per worker process (re-opened when its metadata changes)."""
     stamp = os.stat(Path(path) / "zarr.json").st_mtime_ns
     return _open_cached(str(path), stamp)
-
-
-def dense_tile_sums(path: str, p0: int, p1: int, layout: K.TileLayout, n_frames: int, t_block: int) -> np.ndarray:
-    """Counts per bin per frame of one tile, streaming over time blocks: (n_q, T) float64."""
-    st = open_store(path)
-    out = np.zeros((len(layout.bin_start) - 1, n_frames), np.float64)
-    for t0 in range(0, n_frames, t_block):
-        t1 = min(n_frames, t0 + t_block)
-        out[:, t0:t1] = K.dense_frame_sums(K.pixel_major(st.read_dense(t0, t1, p0, p1), layout), layout)
-    return out
 
 
 def events_tile_stats(path: str, p0: int, chunks: list[tuple[int, int]], layout: K.TileLayout, n_frames: int,
@@ -60,13 +50,37 @@ def events_tile_stats(path: str, p0: int, chunks: list[tuple[int, int]], layout:
     return s, stats
 
 
-def dense_pair(path: str, p0: int, p1: int, layout: K.TileLayout, a: tuple[int, int], b: tuple[int, int],
-               lags: np.ndarray, edges: np.ndarray) -> tuple[dict, tuple]:
-    """Numerator {bin: (ni, nj)} and per-pixel lag partial of one (tile, block a, block b)."""
+def dense_group(path: str, p0: int, p1: int, layout: K.TileLayout, rows: list[tuple[int, int]],
+                cols: list[tuple[int, int]], lags: np.ndarray, edges: np.ndarray,
+                n_frames: int) -> tuple[dict, tuple, np.ndarray | None]:
+    """All block pairs (a in rows, b in cols, a <= b) of one tile, each block decoded once.
+
+    Returns
+    -------
+    nums : {(a, b): {bin: (na, nb) float64}} numerator sums per block pair
+    lag : per-pixel lag partial (lo, (n_win + 1, n, nv)) summed over the pairs
+    s : (n_q, T) frame sums of the diagonal blocks (zero elsewhere), or None off the diagonal
+    """
     st = open_store(path)
-    xi = K.pixel_major(st.read_dense(a[0], a[1], p0, p1), layout)
-    xj = xi if a == b else K.pixel_major(st.read_dense(b[0], b[1], p0, p1), layout)
-    return K.dense_products(xi, xj, layout), K.dense_lag_sums(xi, xj, a, b, lags, edges)
+    xs = {blk: K.pixel_major(st.read_dense(blk[0], blk[1], p0, p1), layout) for blk in dict.fromkeys(rows + cols)}
+    nums, lag, s = {}, None, None
+    for a in rows:
+        for b in cols:
+            if b[0] < a[0]:
+                continue
+            nums[(a, b)] = K.dense_products(xs[a], xs[b], layout)
+            part = K.dense_lag_sums(xs[a], xs[b], a, b, lags, edges)
+            lag = part if lag is None else K.add_lag(lag, part)
+            if a == b:
+                if s is None:
+                    s = np.zeros((len(layout.bin_start) - 1, n_frames), np.float64)
+                s[:, a[0]:a[1]] = K.dense_frame_sums(xs[a], layout)
+    return nums, lag, s
+
+
+def pick(mapping: dict, key):
+    """``mapping[key]`` as a task (one pair's numerator out of a group's)."""
+    return mapping[key]
 
 
 def events_pair(path: str, p0: int, p1: int, layout: K.TileLayout, a: tuple[int, int],

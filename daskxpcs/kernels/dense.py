@@ -58,14 +58,19 @@ def _dense_lag_sums(xi, xj, a0, b0, lags, lo, hi, edges, acc):
                 if slo >= shi:
                     continue
                 mid = max(slo, min(shi, edges[w + 1] - k))  # t < mid: t + k in the same window
-                sin = 0.0
-                for t in range(slo, mid):
-                    sin += np.float64(x[t - a0] * y[t + k - b0])
-                sx = 0.0
-                for t in range(mid, shi):
-                    sx += np.float64(x[t - a0] * y[t + k - b0])
+                # float32 sums of integer products are exact below 2**24 and vectorise
+                xa = x[slo - a0:mid - a0]
+                ya = y[slo + k - b0:mid + k - b0]
+                sin = np.float32(0.0)
+                for t in range(xa.shape[0]):
+                    sin += xa[t] * ya[t]
+                xb = x[mid - a0:shi - a0]
+                yb = y[mid + k - b0:shi + k - b0]
+                sx = np.float32(0.0)
+                for t in range(xb.shape[0]):
+                    sx += xb[t] * yb[t]
                 acc[1 + w, li - lo, r] += sin
-                tot += sin + sx
+                tot += np.float64(sin) + np.float64(sx)
             acc[0, li - lo, r] += tot
 
 

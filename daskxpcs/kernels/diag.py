@@ -19,6 +19,7 @@ __all__ = [
     "tile_layout",
     "lag_range",
     "normalise_block",
+    "normalise_bins",
     "c_diag_stats",
     "bin_block",
     "g2_from_sums",
@@ -162,6 +163,28 @@ def normalise_block(num: dict, s_i: np.ndarray, s_j: np.ndarray, n_pix: np.ndarr
         out /= mi[:, :, None]
         out /= mj[:, None, :]
     return out
+
+
+def normalise_bins(num: dict, s_i: np.ndarray, s_j: np.ndarray, n_pix: np.ndarray, shape: tuple[int, int]):
+    """Like :func:`normalise_block`, one bin at a time: yields ``(b, (1, ni, nj) float64)``.
+
+    Holds one bin's block (plus the union's numerator) at a time instead of all n_q + 1.
+    """
+    n_q = len(n_pix)
+    union = np.zeros(shape, np.float64)
+    zero = np.zeros(shape, np.float64)
+    for b in range(n_q + 1):
+        if b < n_q:
+            nb = num.get(b, zero)
+            union += nb
+            sib, sjb, n = s_i[b], s_j[b], float(n_pix[b])
+        else:
+            nb, sib, sjb, n = union, s_i.sum(axis=0), s_j.sum(axis=0), float(np.sum(n_pix))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = nb / n
+            c /= (sib / n)[:, None]
+            c /= (sjb / n)[None, :]
+        yield b, c[None]
 
 
 def c_diag_stats(c: np.ndarray, a0: int, b0: int, lags: np.ndarray) -> np.ndarray:

@@ -22,7 +22,10 @@ def relative_sigma(values: np.ndarray, errors) -> np.ndarray | None:
 
 
 def line_fit(x, y, sigma=None) -> dict:
-    """Fit y = slope * x + intercept (weights 1/sigma when given; covariance scaled by redchi).
+    """Fit y = slope * x + intercept with lmfit.
+
+    Weights 1/sigma when given, errors then multiplied by sqrt(max(1, redchi));
+    unweighted, the covariance is scaled by redchi.
 
     Returns ``slope, slope_err, intercept, intercept_err, n_points, fit_ok, reason``; errors are NaN with 2 points (no degrees of freedom left).
     """
@@ -48,12 +51,14 @@ def line_fit(x, y, sigma=None) -> dict:
         out["reason"] = f"need >= 2 distinct x values, got {np.unique(x).size}"
         return out
     params = _LINE.make_params(slope=0.0, intercept=float(np.mean(y)))
-    res = _LINE.fit(y, params, x=x, weights=w)
+    res = _LINE.fit(y, params, x=x, weights=w, scale_covar=w is None)
+    # Weighted: trust the errors unless the scatter exceeds them (never shrink them).
+    scale = 1.0 if w is None else math.sqrt(max(1.0, res.redchi))
     out["slope"] = float(res.params["slope"].value)
     out["intercept"] = float(res.params["intercept"].value)
     if x.size > 2 and res.errorbars:
-        out["slope_err"] = float(res.params["slope"].stderr)
-        out["intercept_err"] = float(res.params["intercept"].stderr)
+        out["slope_err"] = scale * float(res.params["slope"].stderr)
+        out["intercept_err"] = scale * float(res.params["intercept"].stderr)
     if not res.success:
         out["reason"] = f"fit did not converge: {res.message}"
         return out

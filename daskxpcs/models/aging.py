@@ -30,8 +30,9 @@ def fit_aging(t_w_s, tau_s, tau_err_s=None, *, max_tw_s: float | None = None) ->
     relative errors tau_err / tau (the errors of ln tau). Log space because tau spans
     decades over an isobar and KWW errors are roughly relative: a linear fit of ln tau
     is well conditioned, needs no starting values, and does not let the longest times
-    dominate. Covariance is scaled by the reduced chi-square, so scatter beyond the
-    fit errors (intermittent dynamics) widens the uncertainties.
+    dominate. Uncertainties are multiplied by sqrt(max(1, redchi)): scatter beyond
+    the fit errors (intermittent dynamics) widens them, and with three points (one
+    degree of freedom) a lucky small redchi cannot shrink them.
 
     Parameters
     ----------

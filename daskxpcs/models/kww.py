@@ -126,8 +126,10 @@ def fit_kww(lag_s, g2, g2_err=None, *, lag_range: tuple[float, float] | None = N
     g2_err : array_like (n_lag,), optional
         Standard errors of g2; used as weights (1/err) where finite and > 0
         (other points get the curve's largest error). Unweighted when absent.
-        Uncertainties are scaled by sqrt(redchi) (lmfit's ``scale_covar``), so a
-        mis-estimated error scale does not change them.
+        Weighted uncertainties are multiplied by sqrt(max(1, redchi)): a scatter
+        beyond the errors widens them, a redchi below 1 (neighbouring lags share
+        frames, so their noise is correlated) does not shrink them. Unweighted fits
+        take the scale from the residuals.
     lag_range : (float, float), optional
         Only lags with ``lo <= lag <= hi`` (seconds) are fitted.
 
@@ -173,7 +175,7 @@ def fit_kww(lag_s, g2, g2_err=None, *, lag_range: tuple[float, float] | None = N
         params["contrast"].set(value=max(guess["contrast"], 1e-6), min=0.0, max=max(2.0, 10 * span))
         params["baseline"].set(value=guess["baseline"], min=guess["baseline"] - 0.5, max=guess["baseline"] + 0.5)
         try:
-            res = _MODEL.fit(y, params, x=lag, weights=w, nan_policy="raise")
+            res = _MODEL.fit(y, params, x=lag, weights=w, nan_policy="raise", scale_covar=w is None)
         except (ValueError, FloatingPointError) as exc:  # pragma: no cover - defensive
             last_error = str(exc)
             continue
@@ -181,10 +183,10 @@ def fit_kww(lag_s, g2, g2_err=None, *, lag_range: tuple[float, float] | None = N
             best = res
     if best is None:
         return failed_fit(f"fit raised: {last_error}")
-    return _judge(best, lo, hi)
+    return _judge(best, lo, hi, 1.0 if w is None else math.sqrt(max(1.0, best.redchi)))
 
 
-def _judge(res: lmfit.model.ModelResult, lo: float, hi: float) -> dict:
+def _judge(res: lmfit.model.ModelResult, lo: float, hi: float, err_scale: float) -> dict:
     p = res.params
     redchi = float(res.redchi) if np.isfinite(res.redchi) else math.nan
     if not res.success:
@@ -192,8 +194,8 @@ def _judge(res: lmfit.model.ModelResult, lo: float, hi: float) -> dict:
     errs = [p[k].stderr for k in ("tau", "beta", "contrast")]
     if not res.errorbars or any(e is None or not np.isfinite(e) for e in errs):
         return failed_fit("uncertainties could not be estimated")
-    tau, tau_err = float(p["tau"].value), float(p["tau"].stderr)
-    contrast, contrast_err = float(p["contrast"].value), float(p["contrast"].stderr)
+    tau, tau_err = float(p["tau"].value), err_scale * float(p["tau"].stderr)
+    contrast, contrast_err = float(p["contrast"].value), err_scale * float(p["contrast"].stderr)
     if not lo <= tau <= hi:
         return failed_fit(f"tau {tau:.4g} s outside the measured lags [{lo:.4g}, {hi:.4g}] s")
     if not contrast > MIN_CONTRAST_SIGNIFICANCE * contrast_err:
@@ -206,7 +208,7 @@ def _judge(res: lmfit.model.ModelResult, lo: float, hi: float) -> dict:
         "tau_s": tau,
         "tau_err_s": tau_err,
         "beta": float(p["beta"].value),
-        "beta_err": float(p["beta"].stderr),
+        "beta_err": err_scale * float(p["beta"].stderr),
         "contrast": contrast,
         "contrast_err": contrast_err,
         "baseline": float(p["baseline"].value),

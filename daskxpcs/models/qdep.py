@@ -19,8 +19,8 @@ def fit_qdep(q, tau_s, tau_err_s=None, *, groups=None) -> dict:
     """Fit tau(q) = 1 / (c q^alpha), optionally over several scans with a shared alpha.
 
     Fitted with lmfit in log space, ln tau = -ln c_g - alpha ln q, weighted by the
-    relative errors tau_err / tau (the errors of ln tau); covariance scaled by the
-    reduced chi-square. With `groups` (one label per point, e.g. the scan), every
+    relative errors tau_err / tau (the errors of ln tau); the uncertainties are
+    multiplied by sqrt(max(1, redchi)) (scaled by redchi when unweighted). With `groups` (one label per point, e.g. the scan), every
     group has its own c_g and alpha is common: the scans of an aging isobar differ by
     a factor in tau at every q, which must not leak into alpha. The c reported is
     exp of minus the mean of the groups' ln c_g (its error from their covariance).
@@ -57,7 +57,8 @@ def fit_qdep(q, tau_s, tau_err_s=None, *, groups=None) -> dict:
     if n < n_groups + 2 or n_groups == 0:
         return _failed(f"need >= 3 q-bins with a fitted tau per scan, got {n} points", n)
     sigma = relative_sigma(tau, err)
-    sigma = np.ones(n) if sigma is None else sigma
+    weighted = sigma is not None
+    sigma = sigma if weighted else np.ones(n)
     x, y = np.log(q), np.log(tau)
 
     params = lmfit.Parameters()
@@ -69,7 +70,7 @@ def fit_qdep(q, tau_s, tau_err_s=None, *, groups=None) -> dict:
         lnc = np.array([p[f"lnc_{g}"].value for g in range(n_groups)])
         return (y - (-lnc[lab] - p["alpha"].value * x)) / sigma
 
-    res = lmfit.minimize(residual, params, method="leastsq")
+    res = lmfit.minimize(residual, params, method="leastsq", scale_covar=not weighted)
     if not res.success:
         return _failed(f"fit did not converge: {res.message}", n)
     if not res.errorbars or res.covar is None:
@@ -77,7 +78,9 @@ def fit_qdep(q, tau_s, tau_err_s=None, *, groups=None) -> dict:
     names = list(res.var_names)
     idx = [names.index(f"lnc_{g}") for g in range(n_groups)]
     lnc = np.mean([res.params[f"lnc_{g}"].value for g in range(n_groups)])
-    var = float(np.sum(res.covar[np.ix_(idx, idx)])) / n_groups**2
+    scale2 = 1.0 if not weighted else max(1.0, float(res.redchi))
+    var = scale2 * float(np.sum(res.covar[np.ix_(idx, idx)])) / n_groups**2
     c = math.exp(lnc)
-    return {"alpha": float(res.params["alpha"].value), "alpha_err": float(res.params["alpha"].stderr),
+    alpha_err = math.sqrt(scale2) * float(res.params["alpha"].stderr)
+    return {"alpha": float(res.params["alpha"].value), "alpha_err": alpha_err,
             "c": c, "c_err": c * math.sqrt(max(var, 0.0)), "n_points": n, "fit_ok": 1, "reason": ""}

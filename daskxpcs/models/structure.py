@@ -70,6 +70,21 @@ _PEAK = lmfit.Model(_top)
 def fit_q1(q, intensity, *, top_fraction: float = 0.5) -> dict:
     """Position of the maximum of the FSDP from a model fitted around the top.
 
+    Tries windows of depth `top_fraction`, then 0.8x and 0.6x that, and keeps the first
+    determined fit (noise can leave a wide window's polynomial without a covariance).
+    See :func:`fit_q1_window` for the model and the returned dict.
+    """
+    out = {}
+    for f in (top_fraction, 0.8 * top_fraction, 0.6 * top_fraction):
+        out = fit_q1_window(q, intensity, top_fraction=f)
+        if out["fit_ok"] or "edge" in out["reason"] or "too few q points" in out["reason"]:
+            return out
+    return out
+
+
+def fit_q1_window(q, intensity, *, top_fraction: float = 0.5) -> dict:
+    """One window of :func:`fit_q1`: the FSDP maximum from a model fitted around the top.
+
     The points kept are the contiguous run around the (lightly smoothed) maximum whose
     intensity lies above ``max - top_fraction * (max - min)``. Their log intensity is
     fitted (lmfit, unweighted, covariance scaled by the reduced chi-square) with

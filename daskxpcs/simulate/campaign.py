@@ -116,7 +116,7 @@ PRESETS: dict[str, Preset] = {
         gaps=((16,), ()), n_dead=4, n_hot=2,
     ),
     "small": Preset(
-        shape=(96, 96), n_frames=800, frame_time_s=0.1, rate=(0.1, 0.08), contrast=0.2, n_modes=1,
+        shape=(96, 96), n_frames=800, frame_time_s=0.1, rate=(0.25, 0.2), contrast=0.2, n_modes=1,
         oversample=1, frames_per_file=300,
         samples={"S1": _cycle_s1(), "S2": _cycle_s2()},
         gaps=((48,), (70,)), n_dead=12, n_hot=4,
@@ -138,7 +138,7 @@ Q1_LAW = {
 
 
 def _heterogeneity(h: float, n_frames: int, tau_frames: float, rng: np.random.Generator):
-    """Rate segments (start, factor in {1/2, 1, 2}) and avalanche frames for level h."""
+    """Rate segments (start, speed factor in {1/2, 1, 2}, or {1/3, 1, 3} for h >= 1) and avalanche frames."""
     if h <= 0:
         return (), ()
     segs, t = [], 0
@@ -147,8 +147,15 @@ def _heterogeneity(h: float, n_frames: int, tau_frames: float, rng: np.random.Ge
         t += int(rng.exponential(mean_len)) + max(1, int(tau_frames))
         if t >= n_frames - 1:
             break
-        factor = 1.0 if rng.random() > min(0.8, 0.6 * h) else float(rng.choice([0.5, 2.0]))
+        # integer speed ratios keep every frame on the internal-time grid (exact sampling)
+        swing = [1.0 / 3.0, 3.0] if h >= 1.0 else [0.5, 2.0]
+        factor = 1.0 if rng.random() > min(0.8, 0.6 * h) else float(rng.choice(swing))
         segs.append((t, factor))
+    if segs:  # common scale so that the mean speed is 1 (ratios, hence exactness, kept)
+        starts = [0] + [a for a, _ in segs] + [n_frames - 1]
+        speeds = [1.0] + [f for _, f in segs]
+        mean = sum(v * (b - a) for v, a, b in zip(speeds, starts[:-1], starts[1:])) / (n_frames - 1)
+        segs = [(0, 1.0 / mean)] + [(a, f / mean) for a, f in segs]
     n_av = max(int(h >= 1.0), int(rng.poisson(2.0 * h)))
     lo, hi = int(0.1 * n_frames), int(0.9 * n_frames)
     av = tuple(sorted({int(a) for a in rng.integers(lo, hi, n_av)})) if n_av else ()

@@ -55,7 +55,7 @@ class DaskProcesses:
                                            cwd=str(self.logs)))
         log.close()
 
-    def wait(self, timeout: float = 90, security=None) -> None:
+    def wait(self, timeout: float = 180, security=None) -> None:
         from distributed import Client
 
         deadline = time.monotonic() + timeout

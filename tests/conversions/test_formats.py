@@ -81,3 +81,24 @@ def test_lima_frame_time_is_exposure_plus_latency(tmp_path):
     assert open_raw(path).frame_time_s == pytest.approx(0.1)
     path = write_lima(tmp_path / "b.h5", poisson_frames(0, (3, 4, 5), 0.1), exposure=None)
     assert open_raw(path).frame_time_s is None
+
+
+def test_bliss_external_link_decodes_from_the_linked_file(tmp_path):
+    import h5py
+
+    from conversions.decode import FrameReader
+    from conv_rawfiles import poisson_frames, write_lima
+
+    frames = poisson_frames(0, (7, 9, 11), 0.5)
+    write_lima(tmp_path / "lima_0000.h5", frames)
+    with h5py.File(tmp_path / "master.h5", "w") as f:
+        f.attrs["creator"] = "bliss"
+        f["1.1/measurement/eiger4m"] = h5py.ExternalLink("lima_0000.h5",
+                                                         "/entry_0000/measurement/data")
+        f["1.1/measurement/elapsed_time"] = np.arange(7) * 0.2
+    raw = open_raw(tmp_path / "master.h5")
+    assert raw.format == "bliss" and raw.frame_time_s == pytest.approx(0.2)
+    reader = FrameReader(raw)
+    assert reader.lock_free
+    np.testing.assert_array_equal(reader.read(0, 7), frames)
+    np.testing.assert_array_equal(raw.read_frames(0, 7), frames)

@@ -153,3 +153,35 @@ def test_never_overwrites_something_else(tmp_path):
     with pytest.raises(StoreError, match="not a scan store; not overwriting"):
         write_store_from_array(other, _frames(8, (3, 2, 2)))
     assert (other / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("layout", ["dense", "events"])
+def test_finalise_interrupted_and_rerun_gives_the_same(tmp_path, layout):
+    """A kill inside finalise_store (after it rewrote valid and frame_sum, before
+    ``complete``) must not change the totals when it runs again."""
+    import shutil
+
+    import zarr
+
+    from conversions.store import block_range, create_store, finalise_store, write_block
+
+    frames = _frames(9, (12, 5, 6), lam=1.0)
+    frames[2, 1, 1] = SAT
+    path = tmp_path / "s.zarr"
+    create_store(path, n_frames=12, frame_shape=(5, 6), dtype=frames.dtype,
+                 base_valid=np.ones((5, 6), bool), frame_time_s=0.1, layout=layout, t_block=4)
+    attrs = zarr.open_group(str(path), mode="r").attrs.asdict()
+    for i in range(attrs["n_blocks"]):
+        t0, t1 = block_range(attrs, i)
+        write_block(path, i, frames[t0:t1])
+    shutil.copytree(path / "_work", tmp_path / "work_copy")
+    first = finalise_store(path)
+    expect = (first.frame_sum(), first.valid, first.attrs["photon_total"])
+    shutil.copytree(tmp_path / "work_copy", path / "_work")
+    zarr.open_group(str(path), mode="r+").attrs.update(complete=False)
+    again = finalise_store(path)
+    np.testing.assert_array_equal(again.frame_sum(), expect[0])
+    np.testing.assert_array_equal(again.valid, expect[1])
+    assert again.attrs["photon_total"] == expect[2]
+    ok = expect[1].ravel()
+    np.testing.assert_array_equal(expect[0], frames.reshape(12, -1)[:, ok].sum(axis=1))

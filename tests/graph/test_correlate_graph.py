@@ -193,19 +193,33 @@ def test_tasks_bounded_by_block_size(mixed_scan, tmp_path):
 
     biggest = {}
 
+    def largest(obj) -> int:
+        if isinstance(obj, np.ndarray):
+            return obj.size
+        if isinstance(obj, dict):
+            obj = list(obj.values())
+        if isinstance(obj, (list, tuple)):
+            return max((largest(v) for v in obj), default=0)
+        return 0
+
     def track(key, result):
-        size = 0
-        if isinstance(result, np.ndarray):
-            size = result.size
-        elif isinstance(result, dict):
-            size = max((np.asarray(v).size for v in result.values()), default=0)
-        elif isinstance(result, tuple):
-            size = max((np.asarray(v).size for v in result if isinstance(v, np.ndarray)), default=0)
-        biggest[key] = size
+        biggest[key] = largest(result)
 
     from dask.callbacks import Callback
 
     with Callback(posttask=lambda key, result, dsk, state, id: track(key, result)):
         dask.compute(g, scheduler=get_sync)
     T = frames.shape[0]
-    assert max(biggest.values()) < T * T / 2
+    assert len(biggest) > 50
+    assert 16 * 16 <= max(biggest.values()) < T * T / 2
+
+
+@pytest.mark.parametrize("T", [1, 2])
+def test_tiny_scans(tmp_path, T):
+    """One or two frames: empty or one-lag ladders, TTCF binned away entirely."""
+    frames = np.random.default_rng(T).poisson(1.0, (T, 3, 3)).astype(np.uint16)
+    write_store_from_array(tmp_path / "s.zarr", frames)
+    correlate_scan(tmp_path / "s.zarr", tmp_path / "o.zarr", ttcf_bin=2, scheduler="synchronous")
+    got = read_out(tmp_path / "o.zarr")
+    assert got["ttcf"].shape == (2, T // 2, T // 2) and got["g2"].shape == (2, T // 2)
+    assert_matches(got, reference(frames, ttcf_bin=2))

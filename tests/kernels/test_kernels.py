@@ -128,6 +128,8 @@ def test_normalise_block_union_and_empty_bin():
     np.testing.assert_allclose(c[0], (num[0] / 2) / np.outer(s_i[0] / 2, s_i[0] / 2))
     assert np.isnan(c[1]).all()
     np.testing.assert_allclose(c[2], c[0])
+    by_bin = np.concatenate([cb for _, cb in K.normalise_bins(num, s_i, s_i, np.array([2, 0]), (2, 2))])
+    np.testing.assert_array_equal(by_bin, c)
 
 
 def test_window_edges_and_lag_index():

@@ -108,3 +108,11 @@ def test_rejuvenation_isobar_is_fastest_and_heterogeneous(campaign):
         fastest = min(comp, key=lambda i: i["tau0_s"])
         assert fastest["pressure_gpa"] == 3.3 and fastest["heterogeneous"]
         assert any(truth["scans"][n]["avalanche_frames"] for n in fastest["scans"])
+
+
+def test_bad_preset_or_format_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="preset"):
+        simulate_campaign(tmp_path, preset="huge")
+    with pytest.raises(ValueError, match="formats"):
+        simulate_campaign(tmp_path, preset="tiny", formats=["tiff"])
+    assert not (tmp_path / "campaign.toml").exists()
