@@ -5,7 +5,6 @@ Tasks write disjoint, chunk-aligned regions, so no two tasks touch the same chun
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -108,7 +107,3 @@ def finalise_output(spec: tuple, s_full: np.ndarray, lag_stats: np.ndarray, c_st
         g.attrs.update({"complete": True})
     return res
 
-
-def ttcf_geometry(n_frames: int, t_block: int, ttcf_bin: int) -> tuple[int, int, int]:
-    """(T', tb', number of time blocks) for a scan of ``n_frames`` frames."""
-    return n_frames // ttcf_bin, t_block // ttcf_bin, math.ceil(n_frames / t_block)

@@ -56,8 +56,8 @@ def test_lag_ladder_matches_design():
     density=st.sampled_from([0.0, 0.02, 0.2, 1.0, 4.0]),
     n_bins=st.integers(0, 3),
     bad=st.sampled_from([0.0, 0.3]),
-    t_block=st.integers(1, 50),
-    p_tile=st.integers(1, 90),
+    t_block=st.integers(3, 50),  # 1-frame blocks and 1-pixel tiles: test_unit_blocks_and_tiles
+    p_tile=st.integers(4, 90),
     store_blocks=st.tuples(st.integers(1, 50), st.integers(1, 90)),
     ttcf_bin=st.integers(1, 3),
     engine=st.sampled_from(["events", "dense", "auto"]),
@@ -214,6 +214,17 @@ def test_tasks_bounded_by_block_size(mixed_scan, tmp_path):
     assert 16 * 16 <= max(biggest.values()) < T * T / 2
 
 
+@pytest.mark.parametrize("engine", ["events", "dense"])
+def test_unit_blocks_and_tiles(tmp_path, engine):
+    rng = np.random.default_rng(5)
+    frames = rng.poisson(0.7, (7, 3, 3)).astype(np.uint16)
+    qmap = rng.uniform(0, 1, (3, 3))
+    write_store_from_array(tmp_path / "s.zarr", frames, qmap=qmap, q_edges=[0, 0.5, 1.0], t_block=2, p_tile=2)
+    correlate_scan(tmp_path / "s.zarr", tmp_path / "o.zarr", engine=engine, t_block=1, p_tile=1, n_windows=3,
+                   scheduler="synchronous")
+    assert_matches(read_out(tmp_path / "o.zarr"), reference(frames, None, qmap, [0, 0.5, 1.0], n_windows=3))
+
+
 @pytest.mark.parametrize("T", [1, 2])
 def test_tiny_scans(tmp_path, T):
     """One or two frames: empty or one-lag ladders, TTCF binned away entirely."""
@@ -223,3 +234,16 @@ def test_tiny_scans(tmp_path, T):
     got = read_out(tmp_path / "o.zarr")
     assert got["ttcf"].shape == (2, T // 2, T // 2) and got["g2"].shape == (2, T // 2)
     assert_matches(got, reference(frames, ttcf_bin=2))
+
+
+def test_bad_q_information_is_an_input_error(tmp_path):
+    from conversions.errors import InputError
+
+    frames = np.random.default_rng(0).poisson(1.0, (6, 3, 4)).astype(np.uint16)
+    write_store_from_array(tmp_path / "s.zarr", frames)
+    with pytest.raises(InputError, match="no q-map"):
+        correlate_graph(tmp_path / "s.zarr", tmp_path / "o.zarr", q_edges=[0.0, 1.0])
+    with pytest.raises(InputError, match=r"qmap shape \(4, 3\)"):
+        correlate_graph(tmp_path / "s.zarr", tmp_path / "o.zarr", qmap=np.ones((4, 3)), q_edges=[0.0, 2.0])
+    with pytest.raises(InputError, match="engine"):
+        correlate_graph(tmp_path / "s.zarr", tmp_path / "o.zarr", engine="gpu")
