@@ -28,6 +28,8 @@ import dask
 
 from conversions.errors import InputError
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["SchedulerHandle", "SchedulerSpecError", "parse_spec", "scheduler_context", "DISTRIBUTED_CONFIG"]
 
 LOCAL = {"threads": "threads", "processes": "processes", "synchronous": "synchronous", "sync": "synchronous"}
@@ -174,7 +176,10 @@ def _client_context(client, cluster=None) -> Iterator[Any]:
     finally:
         client.close()
         if cluster is not None:
-            cluster.close()
+            try:
+                cluster.close()
+            except Exception as exc:  # distributed races a nanny still restarting a killed worker
+                logger.warning("closing the local Dask cluster: %r", exc)
 
 
 @contextlib.contextmanager

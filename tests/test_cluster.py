@@ -90,6 +90,7 @@ def test_local_cluster_and_allowed_failures():
         # a task that kills every worker it lands on is reported, not retried forever
         with pytest.raises(KilledWorker):
             h.client.submit(os._exit, 1, pure=False).result(timeout=120)
+        h.client.wait_for_workers(1, timeout=60)
         client = h.client
     assert client.status == "closed"
 
