@@ -79,31 +79,16 @@ def _existing_attrs(path: Path) -> dict[str, Any] | None:
         return None
 
 
-@contextlib.contextmanager
-def _scheduler(scheduler: Any) -> Iterator[Any]:
-    """Turn a scheduler argument into something ``dask.compute(scheduler=...)`` takes."""
-    if scheduler is None or not isinstance(scheduler, str) or scheduler in SIMPLE_SCHEDULERS:
-        yield scheduler
-        return
-    from distributed import Client, LocalCluster
+def _scheduler(scheduler: Any) -> Any:
+    """Check a scheduler argument for ``dask.compute(scheduler=...)``.
 
-    if scheduler.startswith(("tcp://", "tls://")):
-        with Client(scheduler) as client:
-            yield client
-    elif scheduler.startswith("scheduler-file:"):
-        with Client(scheduler_file=scheduler.split(":", 1)[1]) as client:
-            yield client
-    elif scheduler.startswith("local:"):
-        try:
-            n = int(scheduler.split(":", 1)[1])
-        except ValueError as exc:
-            raise InputError(f"--scheduler {scheduler!r}: expected local:N") from exc
-        with LocalCluster(n_workers=n, threads_per_worker=1, host="127.0.0.1",
-                          dashboard_address=None) as cluster, Client(cluster) as client:
-            yield client
-    else:
-        raise InputError(f"--scheduler {scheduler!r}: convert takes threads, processes, "
-                         "synchronous, local:N, tcp://HOST:PORT or scheduler-file:PATH")
+    Cluster specs (``local:N``, ``tcp://...``) are opened by ``daskxpcs.cluster``, which
+    hands its Client here: conversions knows nothing of clusters.
+    """
+    if scheduler is None or not isinstance(scheduler, str) or scheduler in SIMPLE_SCHEDULERS:
+        return scheduler
+    raise InputError(f"scheduler {scheduler!r}: convert() takes threads, processes, synchronous "
+                     "or a distributed Client (the CLI opens cluster specs with daskxpcs.cluster)")
 
 
 def convert(raw: str | Path | RawScan, store_path: str | Path, *,
@@ -126,8 +111,7 @@ def convert(raw: str | Path | RawScan, store_path: str | Path, *,
     layout : "auto" (events below ``store.DENSITY_THRESHOLD`` photons / pixel /
         frame measured on a sample of frames, else dense), "dense" or "events".
     scheduler : None (Dask's default, or an active distributed Client), a Dask
-        scheduler name ("threads", "processes", "synchronous"), "local:N",
-        "tcp://HOST:PORT", "scheduler-file:PATH" or a distributed Client.
+        scheduler name ("threads", "processes", "synchronous") or a distributed Client.
     progress : show a progress bar on a terminal.
     t_block, p_tile : storage block sizes (frames, pixels); defaults bound memory.
     lock_free : decode bitshuffle chunks outside h5py (False: h5py for everything).
@@ -175,7 +159,7 @@ def convert(raw: str | Path | RawScan, store_path: str | Path, *,
     old = _existing_attrs(store_path)
     if old is not None and old.get("params_key") == key and old.get("complete"):
         return open_scan_store(store_path)
-    if old is None or old.get("params_key") != key:
+    if old is None or old.get("params_key") != key or not _layout_written(store_path, layout):
         create_store(store_path, n_frames=raw.n_frames, frame_shape=shape, dtype=raw.dtype,
                      base_valid=base_valid, qmap=qmap, q_edges=q_edges,
                      frame_time_s=frame_time_s, layout=layout, t_block=t_block,
@@ -189,11 +173,18 @@ def convert(raw: str | Path | RawScan, store_path: str | Path, *,
     tasks = [dask.delayed(_block_task, pure=False)(shared, str(store_path), i,
                                                     *block_range(attrs, i))
              for i in todo]
-    with _scheduler(scheduler) as sched, _progress(progress):
+    sched = _scheduler(scheduler)
+    with _progress(progress):
         dask.compute(*tasks, scheduler=sched)
     return finalise_store(store_path, expected_frames=raw.n_frames,
                           extra_attrs={"blocks_reused": len(done),
                                        "lock_free": reader.lock_free})
+
+
+def _layout_written(path: Path, layout: str) -> bool:
+    """Whether the counts arrays of an incomplete store exist (a resume writes into them)."""
+    node = path / ("dense" if layout == "dense" else "events")
+    return (node / "zarr.json").is_file()
 
 
 def _resume_blocks(path: Path) -> set[int]:

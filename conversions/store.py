@@ -166,7 +166,9 @@ def create_store(path: str | Path, *, n_frames: int, frame_shape: tuple[int, int
         "q_edges": q_edges, "q_bin_ptr": bin_ptr,
     }
     attrs.update(source or {})
-    g.attrs.update(attrs)
+    # The scratch folder first (a rerun may then overwrite a half-created store), the
+    # attributes last: a kill before them leaves no resume key, so a rerun starts afresh.
+    (path / WORK).mkdir()
     c = codec()
     g.create_array("valid", data=base_valid.astype(bool), compressors=c)
     q = np.full((ny, nx), np.nan, np.float32) if qmap is None else qmap.astype(np.float32)
@@ -185,7 +187,7 @@ def create_store(path: str | Path, *, n_frames: int, frame_shape: tuple[int, int
         ev = g.create_group("events")
         for i in range(n_blocks):
             ev.create_group(f"b{i}")
-    (path / WORK).mkdir()
+    g.attrs.update(attrs)
     return g
 
 

@@ -104,19 +104,21 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "convert":
         from conversions.arrays import load_array
         from conversions.convert import convert
+        from daskxpcs.cluster import scheduler_context
 
-        store = convert(
-            args.raw,
-            args.store,
-            qmap=load_array(args.qmap, key="--qmap") if args.qmap else None,
-            q_edges=args.q_edges,
-            mask=load_array(args.mask, key="--mask") if args.mask else None,
-            frame_time_s=args.frame_time,
-            entry=args.entry,
-            layout=args.layout,
-            scheduler=args.scheduler,
-            progress=True,
-        )
+        with scheduler_context(args.scheduler) as handle:
+            store = convert(
+                args.raw,
+                args.store,
+                qmap=load_array(args.qmap, key="--qmap") if args.qmap else None,
+                q_edges=args.q_edges,
+                mask=load_array(args.mask, key="--mask") if args.mask else None,
+                frame_time_s=args.frame_time,
+                entry=args.entry,
+                layout=args.layout,
+                scheduler=handle.scheduler,
+                progress=True,
+            )
         print(store.summary())
         return 0
     if args.command == "correlate":

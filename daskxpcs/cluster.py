@@ -236,13 +236,13 @@ def scheduler_context(spec: Any = "threads") -> Iterator[SchedulerHandle]:
                 raise SchedulerSpecError(f"--scheduler {spec}: scheduler file not found")
             ctx = _client_context(_connect(scheduler_file=str(arg), security=Security()))
         else:  # slurm
+            kwargs = slurm_kwargs(str(arg))  # a bad file is named before a missing package
             try:
                 from dask_jobqueue import SLURMCluster
             except ImportError:
                 raise SchedulerSpecError(
                     f"--scheduler {spec}: needs dask-jobqueue (pip install 'daskxpcs[slurm]')"
                 ) from None
-            kwargs = slurm_kwargs(str(arg))
             try:
                 cluster = SLURMCluster(**kwargs)
             except TypeError as exc:

@@ -200,37 +200,23 @@ def _density(man: Manifest, in_bins: dict) -> tuple[float, str]:
 def _scan_blocks(n_frames: int, shape, itemsize: int, P: int, n_q: int, density: float,
                  ttcf_bin: int) -> tuple[int, int]:
     """(tasks, largest task bytes) of one scan from the block sizes of conversion and correlation."""
-    import conversions.convert as cc
     import conversions.store as cs
     import daskxpcs.graph.correlate as gc
+    from conversions.convert import BATCH_FRAMES
 
-    # Block-size constants of the two packages (mirrored, with fallbacks, so that a renamed
-    # constant degrades the estimate rather than the plan).
-    BATCH_FRAMES = getattr(cc, "BATCH_FRAMES", 16)
-    DENSITY_THRESHOLD = getattr(cs, "DENSITY_THRESHOLD", 0.05)
-    DENSE_BLOCK_BYTES = getattr(cs, "DENSE_BLOCK_BYTES", 128 * 2**20)
-    EVENTS_BLOCK_BYTES = getattr(cs, "EVENTS_BLOCK_BYTES", 256 * 2**20)
-    DEFAULT_T_BLOCK = getattr(gc, "DEFAULT_T_BLOCK", 512)
-    DENSE_P_TILE = getattr(gc, "DENSE_P_TILE", 8192)
-    EVENTS_MAX_DENSITY = getattr(gc, "EVENTS_MAX_DENSITY", 0.05)
-    EVENTS_PER_PAIR = getattr(gc, "EVENTS_PER_PAIR", 8_000_000)
     ny, nx = shape
-    layout = "events" if density < DENSITY_THRESHOLD else "dense"
+    layout = "events" if density < cs.DENSITY_THRESHOLD else "dense"
     ctb, _ = cs.default_blocks(n_frames, P, layout, itemsize, None, None)
     conv_tasks = math.ceil(n_frames / ctb)
-    conv_bytes = 3 * BATCH_FRAMES * ny * nx * itemsize + (EVENTS_BLOCK_BYTES if layout == "events" else DENSE_BLOCK_BYTES)
-    tb = min(DEFAULT_T_BLOCK, n_frames)
-    tb = math.ceil(tb / ttcf_bin) * ttcf_bin
+    block_bytes = cs.EVENTS_BLOCK_BYTES if layout == "events" else cs.DENSE_BLOCK_BYTES
+    conv_bytes = 3 * BATCH_FRAMES * ny * nx * itemsize + block_bytes
+    sparse, tb, p_tile = gc.choose_blocks(n_frames, P, density, ttcf_bin=ttcf_bin)
     n_t = math.ceil(n_frames / tb)
     pairs = n_t * (n_t + 1) // 2
-    if density < EVENTS_MAX_DENSITY:
-        cap = EVENTS_PER_PAIR / max(2 * density * tb, 1e-9)
-        p_tile = int(max(DENSE_P_TILE, min(32.0 / max(density, 1e-6) ** 2, cap)))
-        tile_bytes = int(min(EVENTS_PER_PAIR, 2 * density * tb * p_tile)) * 16
+    if sparse:
+        tile_bytes = int(min(gc.EVENTS_PER_PAIR, 2 * density * tb * p_tile)) * 16
     else:
-        p_tile = DENSE_P_TILE
         tile_bytes = 2 * tb * p_tile * 4
-    p_tile = max(1, min(p_tile, P))
     n_p = math.ceil(P / p_tile)
     corr_tasks = n_p * (pairs + 1) + pairs + n_t + 8
     corr_bytes = tile_bytes + 2 * (n_q + 1) * tb * tb * 8

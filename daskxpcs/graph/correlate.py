@@ -101,6 +101,47 @@ def _resolve_q(store: ScanStore, qmap, q_edges) -> tuple[np.ndarray | None, np.n
     return qmap.ravel()[store.pixels], edges
 
 
+def choose_blocks(n_frames: int, n_pixels: int, density: float, *, engine: str = "auto",
+                  t_block: int | None = None, p_tile: int | None = None, ttcf_bin: int = 1,
+                  store_p_tile: int = 1) -> tuple[bool, int, int]:
+    """Block sizes of a correlation (shared with ``daskxpcs run --plan``).
+
+    Parameters
+    ----------
+    n_frames, n_pixels : T and the stored pixels P of the scan
+    density : photons / valid pixel / frame
+    engine : "auto", "events" or "dense"
+    t_block, p_tile : user choices (frames, pixels), None for the defaults
+    ttcf_bin : TTCF time binning; time blocks are made a multiple of it
+    store_p_tile : the store's pixel chunk; tiles are made a multiple of it
+
+    Returns
+    -------
+    (sparse, t_block, p_tile) : whether the event engine is the default one, frames per
+        time block and pixels per tile
+    """
+    sparse = engine == "events" or (engine == "auto" and density < EVENTS_MAX_DENSITY)
+    if t_block is None:
+        t_block = DEFAULT_T_BLOCK if sparse else DENSE_T_BLOCK
+    t_block = max(1, min(int(t_block), n_frames))
+    t_block = math.ceil(t_block / ttcf_bin) * ttcf_bin
+    if p_tile is None:
+        if sparse:
+            # Large tiles amortise the (tb, tb) numerator and the store's per-read latency;
+            # a pair task holds the tile's events of two blocks only.
+            want = 32.0 / max(density, 1e-6) ** 2
+            cap = EVENTS_PER_PAIR / max(2 * density * t_block, 1e-9)
+            # at least 4 tiles when the detector allows, so whole-scan tile statistics run in parallel
+            p_tile = int(max(DENSE_P_TILE, min(want, cap, math.ceil(n_pixels / 4))))
+        else:
+            p_tile = DENSE_P_TILE
+        base = max(1, int(store_p_tile))
+        if p_tile > base:
+            p_tile = p_tile // base * base
+    p_tile = max(1, min(int(p_tile), max(n_pixels, 1)))
+    return sparse, t_block, p_tile
+
+
 def plan_correlation(store: ScanStore | str, *, qmap=None, q_edges: Sequence[float] | None = None,
                      engine: str = "auto", t_block: int | None = None, p_tile: int | None = None,
                      ttcf_bin: int = 1, n_windows: int = 4) -> CorrelationPlan:
@@ -129,25 +170,8 @@ def plan_correlation(store: ScanStore | str, *, qmap=None, q_edges: Sequence[flo
     used = labels >= 0
     density = float(rate[used].mean()) if used.any() else 0.0
     P = len(labels)
-    sparse = engine == "events" or (engine == "auto" and density < EVENTS_MAX_DENSITY)
-    if t_block is None:
-        t_block = DEFAULT_T_BLOCK if sparse else DENSE_T_BLOCK
-    t_block = max(1, min(int(t_block), T))
-    t_block = math.ceil(t_block / ttcf_bin) * ttcf_bin
-    if p_tile is None:
-        if sparse:
-            # Large tiles amortise the (tb, tb) numerator and the store's per-read latency;
-            # a pair task holds the tile's events of two blocks only.
-            want = 32.0 / max(density, 1e-6) ** 2
-            cap = EVENTS_PER_PAIR / max(2 * density * t_block, 1e-9)
-            # at least 4 tiles when the detector allows, so whole-scan tile statistics run in parallel
-            p_tile = int(max(DENSE_P_TILE, min(want, cap, math.ceil(P / 4))))
-        else:
-            p_tile = DENSE_P_TILE
-        base = max(1, int(store.p_tile))
-        if p_tile > base:
-            p_tile = p_tile // base * base
-    p_tile = max(1, min(int(p_tile), max(P, 1)))
+    sparse, t_block, p_tile = choose_blocks(T, P, density, engine=engine, t_block=t_block, p_tile=p_tile,
+                                            ttcf_bin=ttcf_bin, store_p_tile=int(store.p_tile))
     tiles, engines = [], []
     for p0 in range(0, P, p_tile):
         p1 = min(P, p0 + p_tile)

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.optimize import curve_fit
 
+from daskxpcs.kernels.diag import lag_ladder
 from daskxpcs.simulate.field import circulant_eigenvalues, embedding_size, kww_field
 from daskxpcs.simulate.geometry import Detector, make_detector
 
@@ -489,19 +490,6 @@ def simulate_scan(
 # ------------------------------------------------------------------------ truth
 
 
-def lag_ladder(n_frames: int) -> np.ndarray:
-    """Multi-tau lags in frames: 1..8, then 4 per octave (10, 12, 14, 16, 20, ...) up to T // 2."""
-    lags, step, cur = list(range(1, 9)), 2, 8
-    while True:
-        for _ in range(4):
-            cur += step
-            lags.append(cur)
-        step *= 2
-        if cur > n_frames // 2:
-            break
-    return np.array([k for k in lags if k <= n_frames // 2], np.int64)
-
-
 def kww(t: np.ndarray, baseline: float, contrast: float, tau: float, beta: float) -> np.ndarray:
     """g2 = baseline + contrast exp(-2 (t / tau)^beta)."""
     return baseline + contrast * np.exp(-2.0 * (t / tau) ** beta)
@@ -630,7 +618,6 @@ __all__ = [
     "iter_scan_blocks",
     "simulate_scan",
     "expected_g2",
-    "lag_ladder",
     "kww",
     "fit_kww",
     "scan_truth",

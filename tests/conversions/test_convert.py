@@ -156,3 +156,23 @@ def test_resume_after_sigkill(tmp_path):
                                   flat[:, valid.ravel()])
     np.testing.assert_array_equal(store.frame_sum(), flat[:, valid.ravel()].sum(axis=1))
     assert store.attrs["photon_total"] == flat[:, valid.ravel()].sum()
+
+
+@pytest.mark.parametrize("layout", ["dense", "events"])
+def test_kill_during_store_creation_starts_afresh(tmp_path, layout):
+    # A store whose counts arrays are missing (a kill inside create_store) must be
+    # rebuilt by a rerun, not resumed into.
+    import shutil
+
+    import zarr
+
+    frames = poisson_frames(3, (12, 6, 7), 0.3)
+    raw = write_lima(tmp_path / "r.h5", frames)
+    path = tmp_path / "s.zarr"
+    convert(raw, path, layout=layout, t_block=5, scheduler="synchronous")
+    zarr.open_group(str(path), mode="r+").attrs["complete"] = False
+    shutil.rmtree(path / layout)
+    store = convert(raw, path, layout=layout, t_block=5, scheduler="synchronous")
+    assert store.attrs["complete"] and store.layout == layout
+    np.testing.assert_array_equal(store.read_dense(0, 12, 0, store.n_pixels),
+                                  frames.reshape(12, -1)[:, store.pixels])

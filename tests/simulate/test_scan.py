@@ -8,7 +8,8 @@ from conftest import fit_kww, numpy_g2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daskxpcs.simulate import ScanSpec, expected_g2, iter_scan_blocks, lag_ladder, make_detector, simulate_scan
+from daskxpcs.kernels import lag_ladder
+from daskxpcs.simulate import ScanSpec, expected_g2, iter_scan_blocks, make_detector, simulate_scan
 from daskxpcs.simulate.scan import internal_increments, time_grid
 
 FLAT = dict(alpha=0.0, fsdp_background=1e6)  # one tau and a flat intensity over the detector
