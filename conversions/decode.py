@@ -80,6 +80,20 @@ class ChunkTable:
     codec: str
 
 
+def _holder_path(source: str, name: str) -> str:
+    """Absolute path of the file HDF5 opened as ``name`` while reading ``source``.
+
+    HDF5 reports a file by the name it was opened with: relative to the working
+    directory for the file itself, possibly relative to ``source``'s folder for the
+    target of an external link.
+    """
+    if os.path.isabs(name):
+        return name
+    if os.path.isfile(name):
+        return os.path.abspath(name)
+    return os.path.join(os.path.dirname(os.path.abspath(source)), name)
+
+
 def chunk_table(seg: Segment, frame_shape: tuple[int, int], dtype: np.dtype) -> ChunkTable | None:
     """The chunk table of a segment, or None when it cannot be decoded lock-free
     (chunks other than one frame, filters other than bitshuffle alone, no bitshuffle)."""
@@ -90,8 +104,7 @@ def chunk_table(seg: Segment, frame_shape: tuple[int, int], dtype: np.dtype) -> 
         if d.is_virtual or d.chunks != (1,) + tuple(frame_shape) or d.dtype != dtype:
             return None
         # byte offsets are in the file that holds the data (links may point elsewhere)
-        holder = os.path.join(os.path.dirname(seg.file), d.file.filename) \
-            if not os.path.isabs(d.file.filename) else d.file.filename
+        holder = _holder_path(seg.file, d.file.filename)
         dcpl = d.id.get_create_plist()
         if dcpl.get_nfilters() != 1:
             return None

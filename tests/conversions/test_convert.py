@@ -176,3 +176,17 @@ def test_kill_during_store_creation_starts_afresh(tmp_path, layout):
     assert store.attrs["complete"] and store.layout == layout
     np.testing.assert_array_equal(store.read_dense(0, 12, 0, store.n_pixels),
                                   frames.reshape(12, -1)[:, store.pixels])
+
+
+@pytest.mark.parametrize("fmt", sorted(EXPECTED_FORMATS))
+def test_relative_raw_paths(tmp_path, monkeypatch, format_fixtures, expected, fmt):
+    # users type relative paths; the lock-free reader must find the data files from them
+    monkeypatch.chdir(format_fixtures.parent)
+    raw = Path(format_fixtures.name) / EXPECTED_FORMATS[fmt]
+    store = convert(raw, tmp_path / "s.zarr", frame_time_s=0.1 if fmt == "lima2" else None,
+                    scheduler="synchronous", t_block=7)
+    bad = expected["bad"]
+    flat = expected["counts"].reshape(24, -1)
+    np.testing.assert_array_equal(store.frame_sum(), flat[:, ~bad.ravel()].sum(axis=1))
+    if fmt != "lima2":
+        assert store.attrs["lock_free"], fmt  # the lock-free path, not the h5py fallback
