@@ -244,9 +244,13 @@ def build_graph(plan: CorrelationPlan, out, *, mark_complete: bool = True) -> De
                 dask_key_name=f"xpcs-evstats-{tag}-{t}")
             s_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 0, dask_key_name=f"xpcs-s-{tag}-{t}"))
             lag_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 1, dask_key_name=f"xpcs-lag-{tag}-{t}"))
+            # each (tile, block) is read once and shared by the pairs that need it
+            loads = [delayed(tasks.read_events, pure=True)(plan.store_path, blk, p0, p1,
+                                                           dask_key_name=f"xpcs-evload-{tag}-{t}-{i}")
+                     for i, blk in enumerate(blocks)]
             for i, j in pairs:
-                num_parts[(i, j)].append(delayed(tasks.events_pair, pure=True)(
-                    plan.store_path, p0, p1, layout, blocks[i], blocks[j],
+                num_parts[(i, j)].append(delayed(K.event_pairs, pure=True)(
+                    loads[i], loads[j], layout, blocks[i], blocks[j],
                     dask_key_name=f"xpcs-evpair-{tag}-{t}-{i}-{j}"))
         else:
             tile_lag = []

@@ -15,7 +15,7 @@ import numpy as np
 from conversions.store import ScanStore, open_scan_store
 from daskxpcs import kernels as K
 
-__all__ = ["open_store", "events_tile_stats", "dense_group", "events_pair", "finish_lag"]
+__all__ = ["open_store", "events_tile_stats", "dense_group", "read_events", "finish_lag"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -83,13 +83,9 @@ def pick(mapping: dict, key):
     return mapping[key]
 
 
-def events_pair(path: str, p0: int, p1: int, layout: K.TileLayout, a: tuple[int, int],
-                b: tuple[int, int]) -> dict:
-    """Numerator {bin: (ni, nj)} of one (tile, block a, block b) from photon events."""
-    st = open_store(path)
-    ev_i = st.read_events(a[0], a[1], p0, p1)
-    ev_j = ev_i if a == b else st.read_events(b[0], b[1], p0, p1)
-    return K.event_pairs(ev_i, ev_j, layout, a, b)
+def read_events(path: str, block: tuple[int, int], p0: int, p1: int) -> tuple:
+    """Photon events (ptr, frame, count) of stored pixels [p0, p1) in frames ``block``."""
+    return open_store(path).read_events(block[0], block[1], p0, p1)
 
 
 def finish_lag(part: tuple, layout: K.TileLayout, n_lag: int) -> np.ndarray:

@@ -80,14 +80,17 @@ def event_frame_sums(ev: tuple, labels: np.ndarray, n_q: int, t0: int, t1: int) 
 
 
 @njit(nogil=True, cache=True)
-def _event_tile_stats(ptr, frame, count, labels, lags, lagidx, win_of, s_out, stats, acc):
+def _event_tile_stats(ptr, frame, count, labels, lags, lagidx, win_of, s_out, stats, acc, touched, mark):
     kmax = lags[lags.shape[0] - 1] if lags.shape[0] > 0 else 0
+    n_lag = acc.shape[1]
     for p in range(ptr.shape[0] - 1):
         lab = labels[p]
         if lab < 0:
             continue
         e0, e1 = ptr[p], ptr[p + 1]
-        acc[:, :] = 0.0
+        # A sparse pixel hits few (window, lag) cells: only those it touched are
+        # flushed and reset, not the whole (n_win + 1, n_lag) accumulator.
+        nt = 0
         for a in range(e0, e1):
             f1 = frame[a]
             c1 = np.float64(count[a])
@@ -100,14 +103,26 @@ def _event_tile_stats(ptr, frame, count, labels, lags, lagidx, win_of, s_out, st
                 li = lagidx[k]
                 if li >= 0:
                     v = c1 * np.float64(count[b])
+                    if mark[0, li] == 0:
+                        mark[0, li] = 1
+                        touched[nt] = li
+                        nt += 1
                     acc[0, li] += v
                     if win_of[frame[b]] == w1:
-                        acc[1 + w1, li] += v
-        for w in range(acc.shape[0]):
-            for li in range(acc.shape[1]):
-                v = acc[w, li]
-                stats[0, w, lab, li] += v
-                stats[1, w, lab, li] += v * v
+                        w = 1 + w1
+                        if mark[w, li] == 0:
+                            mark[w, li] = 1
+                            touched[nt] = w * n_lag + li
+                            nt += 1
+                        acc[w, li] += v
+        for j in range(nt):
+            w = touched[j] // n_lag
+            li = touched[j] - w * n_lag
+            v = acc[w, li]
+            stats[0, w, lab, li] += v
+            stats[1, w, lab, li] += v * v
+            acc[w, li] = 0.0
+            mark[w, li] = 0
 
 
 def event_tile_stats(ev: tuple, labels: np.ndarray, n_q: int, n_frames: int, lags: np.ndarray,
@@ -131,6 +146,8 @@ def event_tile_stats(ev: tuple, labels: np.ndarray, n_q: int, n_frames: int, lag
     s = np.zeros((n_q, n_frames), np.float64)
     stats = np.zeros((2, n_win + 1, n_q, len(lags)), np.float64)
     acc = np.zeros((n_win + 1, len(lags)), np.float64)
+    touched = np.empty(acc.size, np.int64)
+    mark = np.zeros(acc.shape, np.uint8)
     _event_tile_stats(ptr, frame.astype(np.int64), count, np.asarray(labels, np.int64),
-                      np.asarray(lags, np.int64), lagidx, win_of, s, stats, acc)
+                      np.asarray(lags, np.int64), lagidx, win_of, s, stats, acc, touched, mark)
     return s, stats
