@@ -17,6 +17,7 @@ from daskxpcs.analysis import (
     scan_structure,
     structure_slopes,
 )
+from daskxpcs.kernels import lag_ladder
 from daskxpcs.models import delta_c, kww_model
 
 FRAME = 0.1
@@ -29,17 +30,6 @@ TAU0, TAU_STAR = 5.0, 2300.0
 N_WIN = 4
 
 
-def lag_frames(n_frames: int) -> np.ndarray:
-    lags = list(range(1, 9))
-    step = 2
-    while lags[-1] + step <= n_frames // 2:
-        for _ in range(4):
-            if lags[-1] + step <= n_frames // 2:
-                lags.append(lags[-1] + step)
-        step *= 2
-    return np.array(lags)
-
-
 def tau_at(t_s: float, q) -> np.ndarray:
     """Ground truth: aging at the union q scaled by q^-alpha across bins."""
     q_ref = Q_CENTRES.mean()
@@ -49,7 +39,7 @@ def tau_at(t_s: float, q) -> np.ndarray:
 def make_group(path, t_w: float, seed: int, sigma: float = 2e-4) -> zarr.Group:
     rng = np.random.default_rng(seed)
     n_q = Q_CENTRES.size
-    lags = lag_frames(N_FRAMES)
+    lags = lag_ladder(N_FRAMES)
     lag_s = lags * FRAME
     duration = N_FRAMES * FRAME
     n_pixels = np.array(list(rng.integers(500, 900, n_q)) + [0])

@@ -5,16 +5,6 @@ from __future__ import annotations
 import math
 from html.parser import HTMLParser
 
-import pytest
-
-
-def _pipeline_available() -> bool:
-    try:
-        from daskxpcs.campaign import run_campaign  # noqa: F401
-        from daskxpcs.simulate import simulate_campaign  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class _Srcs(HTMLParser):
@@ -30,7 +20,6 @@ class _Srcs(HTMLParser):
             self.srcs.append(a["href"])
 
 
-@pytest.mark.skipif(not _pipeline_available(), reason="daskxpcs.simulate / daskxpcs.campaign not importable yet")
 def test_demo_tiny_end_to_end(tmp_path, capsys):
     from daskxpcs.demo import run_demo
     from daskxpcs.report.load import load_campaign

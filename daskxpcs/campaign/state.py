@@ -8,15 +8,15 @@ The mark is written last, so a run killed at any point leaves nothing that looks
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from daskxpcs.atomic import atomic_write_text
 
 __all__ = [
     "atomic_write_text", "atomic_write_json", "file_stat", "fingerprint", "conversion_fingerprint",
@@ -24,24 +24,6 @@ __all__ = [
 ]
 
 STATE_VERSION = 1
-
-
-def atomic_write_text(path: os.PathLike | str, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _jsonable(v: Any) -> Any:

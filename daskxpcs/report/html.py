@@ -6,12 +6,12 @@ import datetime as _dt
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from daskxpcs.atomic import atomic_write_text
 from daskxpcs.report import figures as F
 from daskxpcs.report.load import TABLES, Campaign, MissingInput, isobar_key, load_campaign
 from daskxpcs.report.markup import cell as _cell
@@ -306,19 +306,6 @@ def render_html(c: Campaign, entries: list[FigureEntry]) -> str:
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def _atomic_write_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def write_report(outdir: Path | str) -> Path:
     """Make every figure into ``OUTDIR/figures/*.png`` and write ``OUTDIR/report.html``.
 
@@ -335,4 +322,4 @@ def write_report(outdir: Path | str) -> Path:
     outdir = Path(outdir)
     c = load_campaign(outdir)
     entries = make_figures(c, outdir / "figures")
-    return _atomic_write_text(outdir / "report.html", render_html(c, entries))
+    return atomic_write_text(outdir / "report.html", render_html(c, entries))

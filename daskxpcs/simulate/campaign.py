@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daskxpcs.atomic import atomic_open, atomic_write_text
 from daskxpcs.simulate.geometry import Detector, make_detector
 from daskxpcs.simulate.scan import ScanSpec, iter_scan_blocks, scan_truth, spec_dict
 from daskxpcs.simulate.writers import write_bliss, write_eiger, write_lima, write_lima2_sparse
@@ -185,16 +186,9 @@ def _toml(campaign: dict, geometries: list[dict], scans: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _atomic_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    with atomic_open(path, "wb") as f:
+        np.save(f, arr)
 
 
 def _json_clean(obj):
@@ -355,7 +349,7 @@ def simulate_campaign(
             })
 
     manifest = out / "campaign.toml"
-    _atomic_text(manifest, _toml({"name": f"PtCuNiP-HP-sim-{preset}", "output": "results"}, geometries, scans))
+    atomic_write_text(manifest, _toml({"name": f"PtCuNiP-HP-sim-{preset}", "output": "results"}, geometries, scans))
     truth = {
         "generator": "daskxpcs.simulate", "preset": preset, "seed": seed, "formats": list(fmts),
         "global": {"alpha": ALPHA, "q_ref": Q_REF, "tau_ref_s": PRESETS[preset].samples["S1"][0].tau0 * D,
@@ -370,7 +364,7 @@ def simulate_campaign(
         "isobars": isobars,
         "scans": scan_truths,
     }
-    _atomic_text(out / "truth.json", json.dumps(_json_clean(truth), indent=1))
+    atomic_write_text(out / "truth.json", json.dumps(_json_clean(truth), indent=1))
     return manifest
 
 

@@ -13,10 +13,6 @@ from campaign_helpers import EDGES, SHAPE, have, scan_entry, speckle_frames, wri
 from conversions.errors import InputError
 from daskxpcs.campaign.manifest import ManifestError, load_manifest
 
-needs_open_raw = pytest.mark.skipif(not have("conversions.formats") or not hasattr(
-    __import__("conversions.formats", fromlist=["x"]), "open_raw"), reason="conversions.formats.open_raw not there yet")
-
-
 def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
@@ -132,7 +128,6 @@ def test_geometry_needs_qmap_or_poni(tmp_path):
         load_manifest(path, read_headers=False)
 
 
-@needs_open_raw
 def test_qmap_and_mask_shapes_checked_against_frames(tmp_path):
     scans = _good(tmp_path, 2)
     write_lima(tmp_path / "raw" / "wide.h5", speckle_frames(8, shape=(24, 21)))
@@ -148,7 +143,6 @@ def test_qmap_and_mask_shapes_checked_against_frames(tmp_path):
     assert len(ei.value.problems) == 2
 
 
-@needs_open_raw
 def test_headers_read(tmp_path):
     m = load_manifest(write_manifest(tmp_path, _good(tmp_path, 1)))
     s = m.scans[0]

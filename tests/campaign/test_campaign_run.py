@@ -20,10 +20,10 @@ import pytest
 from campaign_helpers import scan_entry, speckle_frames, write_lima, write_manifest
 from daskprocs import REPO, DaskProcesses
 
+from daskxpcs import simulate
 from daskxpcs.campaign import run_campaign
 from daskxpcs.campaign.tables import COLUMNS, read_table
 
-simulate = pytest.importorskip("daskxpcs.simulate")
 TABLES = ("scans", "isobars", "aging", "qdep", "structure")
 
 

@@ -7,21 +7,15 @@ import math
 import numpy as np
 import pytest
 
+from daskxpcs.kernels import lag_ladder
 from daskxpcs.models import FIT_KEYS, fit_kww, fit_scan, kww_model
 
 FRAME = 0.1
 
 
 def ladder(n_frames: int = 6000) -> np.ndarray:
-    """Multi-tau lags (s): 1..8 then 4 per octave up to T/2 (internals.md)."""
-    lags = list(range(1, 9))
-    step = 2
-    while lags[-1] + step <= n_frames // 2:
-        for _ in range(4):
-            if lags[-1] + step <= n_frames // 2:
-                lags.append(lags[-1] + step)
-        step *= 2
-    return np.array(lags, dtype=float) * FRAME
+    """Multi-tau lags (s) of an n_frames scan."""
+    return lag_ladder(n_frames) * FRAME
 
 
 def noisy(lag, tau, beta, contrast=0.1, baseline=1.0, sigma=1e-3, seed=0):

@@ -102,7 +102,6 @@ def build_output(root: Path, seed: int = 0) -> Path:
     truth = {"scans": {}, "isobars": []}
     for sample, stage, p, n_scans, tau0 in ISOBARS:
         pooled, taus_union, tws = [], [], []
-        tau_iso = tau0 * math.exp(np.mean(TW[:n_scans]) / TAU_STAR)
         for i in range(n_scans):
             name = f"{sample}_{stage[0]}{p:g}_s{i + 1:02d}"
             tw = TW[i]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 
 import h5py
 import hdf5plugin  # noqa: F401  (registers the bitshuffle filter for reading)
@@ -146,19 +145,10 @@ def test_eiger_requires_master_name(tmp_path):
         write_eiger(tmp_path / "x.h5", iter([_frames(2, 3, 3, "uint32")]))
 
 
-def _open_raw():
-    try:
-        mod = importlib.import_module("conversions.formats")
-    except ImportError:
-        return None
-    return getattr(mod, "open_raw", None)
-
-
 @pytest.mark.parametrize("fmt", FMTS)
 def test_project_reader_round_trip(fmt, tmp_path):
-    open_raw = _open_raw()
-    if open_raw is None:
-        pytest.skip("conversions.formats.open_raw not available yet")
+    from conversions.formats import open_raw
+
     a = _frames(17, 9, 11, "uint32", seed=3)
     path, entry = _write(fmt, tmp_path, a, 6, 5)
     raw = open_raw(path, entry=entry) if entry else open_raw(path)
