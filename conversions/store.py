@@ -50,6 +50,7 @@ DENSE_BLOCK_BYTES = 128 * 2**20
 EVENTS_BLOCK_BYTES = 256 * 2**20
 DENSE_P_TILE = 8192
 EVENTS_CHUNK = 1 << 20
+PTR_CHUNK = 1 << 16
 INT32_MAX = np.iinfo(np.int32).max
 
 
@@ -341,7 +342,8 @@ def write_block(path: str | Path, i: int,
         b = g[f"events/b{i}"]
         c = codec()
         chunk = (max(1, min(len(frame), EVENTS_CHUNK)),)
-        b.create_array("ptr", data=ptr, chunks=(max(1, min(len(ptr), EVENTS_CHUNK)),),
+        # ptr is read per pixel tile: small chunks spare a tile decoding every pixel's offsets
+        b.create_array("ptr", data=ptr, chunks=(max(1, min(len(ptr), PTR_CHUNK)),),
                        compressors=c, overwrite=True)
         b.create_array("frame", data=frame, chunks=chunk, compressors=c, overwrite=True)
         b.create_array("count", data=count, chunks=chunk, compressors=c, overwrite=True)
