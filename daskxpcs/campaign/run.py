@@ -352,22 +352,19 @@ def run_campaign(manifest: str | Path, *, out: str | Path | None = None, schedul
 
     report_error = None
     if report:
+        from daskxpcs.report import write_report
+
+        t = time.perf_counter()
         try:
-            from daskxpcs.report import write_report
-        except ImportError:
-            write_report = None
-        if write_report is not None:
-            t = time.perf_counter()
-            try:
-                summary["report"] = str(write_report(out))
-            except Exception as exc:  # the tables stand without the report
-                report_error = _reason(exc)
-                summary["report_error"] = report_error
-                print(f"daskxpcs run: report failed: {report_error}", file=sys.stderr)
-            timings["report_s"] = time.perf_counter() - t
-            timings["total_s"] = time.perf_counter() - t_start
-            summary["timings_s"].update(timings)
-            atomic_write_json(out / "summary.json", summary)
+            summary["report"] = str(write_report(out))
+        except Exception as exc:  # the tables stand without the report
+            report_error = _reason(exc)
+            summary["report_error"] = report_error
+            print(f"daskxpcs run: report failed: {report_error}", file=sys.stderr)
+        timings["report_s"] = time.perf_counter() - t
+        timings["total_s"] = time.perf_counter() - t_start
+        summary["timings_s"].update(timings)
+        atomic_write_json(out / "summary.json", summary)
 
     for f in camp["failed"]:
         print(f"daskxpcs run: isobar analysis failed: {f}", file=sys.stderr)
