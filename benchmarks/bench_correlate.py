@@ -184,11 +184,18 @@ def shape_of(scale: float) -> tuple[int, int]:
     return side, side
 
 
-def bench_sparse(args) -> dict:
+def scan_store(args, density: float, default_frames: int = 2000) -> tuple[Path, int, int, int]:
+    """(store, T, ny, nx): the benchmark's Poisson store, generated once per shape."""
     ny, nx = shape_of(args.scale)
-    T = args.frames or 2000
-    store = args.workdir / f"sparse_{T}_{ny}x{nx}.zarr"
-    generate(store, T, ny, nx, 0.01)
+    T = args.frames or default_frames
+    kind = "sparse" if density < 0.05 else "dense"
+    store = args.workdir / f"{kind}_{T}_{ny}x{nx}.zarr"
+    generate(store, T, ny, nx, density)
+    return store, T, ny, nx
+
+
+def bench_sparse(args) -> dict:
+    store, T, ny, nx = scan_store(args, 0.01)
     dt, _, out = run_timed(correlate_cmd(store, args.workdir / "out_sparse.zarr", args.scheduler))
     rate = T * ny * nx / dt
     print(f"sparse 0.01 ph/px/frame {T} x {ny}x{nx}: daskxpcs correlate {dt:.2f} s "
@@ -209,10 +216,7 @@ def bench_sparse(args) -> dict:
 
 
 def bench_dense(args) -> dict:
-    ny, nx = shape_of(args.scale)
-    T = args.frames or 2000
-    store = args.workdir / f"dense_{T}_{ny}x{nx}.zarr"
-    generate(store, T, ny, nx, 1.0)
+    store, T, ny, nx = scan_store(args, 1.0)
     dt, _, out = run_timed(correlate_cmd(store, args.workdir / "out_dense.zarr", args.scheduler))
     bt, _, bout = run_timed([sys.executable, "-c", BASELINE_DENSE, str(store)])
     base = [ln for ln in bout.splitlines() if ln.startswith("BASE")][-1]
@@ -225,10 +229,7 @@ def bench_dense(args) -> dict:
 
 
 def bench_memory(args) -> dict:
-    ny, nx = shape_of(args.scale)
-    T = args.frames or 14000
-    store = args.workdir / f"sparse_{T}_{ny}x{nx}.zarr"
-    generate(store, T, ny, nx, 0.01)
+    store, T, ny, nx = scan_store(args, 0.01, default_frames=14000)
     dt, rss, out = peak_rss_cmd(correlate_cmd(store, args.workdir / "out_mem.zarr", args.scheduler))
     ttcf_gib = (N_Q + 1) * T * T * 4 / 2**30
     print(f"memory 0.01 ph/px/frame {T} x {ny}x{nx}: peak RSS {rss} MiB in {dt:.1f} s "
@@ -237,10 +238,7 @@ def bench_memory(args) -> dict:
 
 
 def bench_scaling(args) -> dict:
-    ny, nx = shape_of(args.scale)
-    T = args.frames or 2000
-    store = args.workdir / f"sparse_{T}_{ny}x{nx}.zarr"
-    generate(store, T, ny, nx, 0.01)
+    store, T, ny, nx = scan_store(args, 0.01)
     times = {}
     for n in (1, 2):
         times[n], _, _ = run_timed(correlate_cmd(store, args.workdir / f"out_scale{n}.zarr", f"local:{n}"))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from daskxpcs.jsonsafe import json_safe
 from daskxpcs.models import (
     chi4,
     delta_c,
@@ -31,7 +32,6 @@ __all__ = [
     "SCAN_COLUMNS",
     "analyse_isobar",
     "analyse_scan",
-    "json_safe",
     "pooled_c_at_tau",
     "scan_structure",
     "structure_slopes",
@@ -45,19 +45,6 @@ SCAN_COLUMNS = (
 # With aging_points="windows", a scan gives its age-window points when it has at least
 # this many windows and every one fits; otherwise its scan-level point.
 MIN_WINDOWS = 2
-
-
-def json_safe(obj: Any) -> Any:
-    """Attribute-ready copy: numpy scalars -> Python, NaN/inf -> None, tuples -> lists."""
-    if isinstance(obj, Mapping):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _open(group, mode: str) -> zarr.Group:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from daskxpcs.atomic import atomic_write_text
+from daskxpcs.jsonsafe import json_safe
 
 __all__ = [
     "atomic_write_text", "atomic_write_json", "file_stat", "fingerprint", "conversion_fingerprint",
@@ -26,25 +26,8 @@ __all__ = [
 STATE_VERSION = 1
 
 
-def _jsonable(v: Any) -> Any:
-    """JSON without NaN/inf (strict JSON readers choke on them): those become null."""
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)) and getattr(v, "ndim", 0) == 0:
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if hasattr(v, "tolist"):
-        return _jsonable(v.tolist())
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
 def atomic_write_json(path: os.PathLike | str, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=False) + "\n")
 
 
 def file_stat(path: os.PathLike | str | None) -> Any:
@@ -65,7 +48,7 @@ def file_stat(path: os.PathLike | str | None) -> Any:
 
 def fingerprint(obj: Any) -> str:
     """sha256 of the canonical JSON of ``obj``."""
-    text = json.dumps(_jsonable(obj), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(json_safe(obj), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -109,7 +92,7 @@ def read_done(group_path: os.PathLike | str, fp: str) -> dict | None:
 def mark_done(group_path: os.PathLike | str, fp: str, outcome: dict) -> None:
     """Record ``outcome`` (rows, timings) and the fingerprint; ``campaign_complete`` goes in the same write."""
     g = _open_group(Path(group_path), "r+")
-    g.attrs.update({"campaign_outcome": _jsonable(outcome), "campaign_fingerprint": fp, "campaign_complete": True})
+    g.attrs.update({"campaign_outcome": json_safe(outcome), "campaign_fingerprint": fp, "campaign_complete": True})
 
 
 def store_is_fresh(store_path: os.PathLike | str, fp: str) -> bool:

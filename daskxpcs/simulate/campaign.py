@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from daskxpcs.atomic import atomic_open, atomic_write_text
+from daskxpcs.jsonsafe import json_safe
 from daskxpcs.simulate.geometry import Detector, make_detector
 from daskxpcs.simulate.scan import ScanSpec, iter_scan_blocks, scan_truth, spec_dict
 from daskxpcs.simulate.writers import write_bliss, write_eiger, write_lima, write_lima2_sparse
@@ -189,20 +190,6 @@ def _toml(campaign: dict, geometries: list[dict], scans: list[dict]) -> str:
 def _atomic_npy(path: Path, arr: np.ndarray) -> None:
     with atomic_open(path, "wb") as f:
         np.save(f, arr)
-
-
-def _json_clean(obj):
-    if isinstance(obj, dict):
-        return {str(k): _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return None if not math.isfinite(float(obj)) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def write_scan(
@@ -364,7 +351,7 @@ def simulate_campaign(
         "isobars": isobars,
         "scans": scan_truths,
     }
-    atomic_write_text(out / "truth.json", json.dumps(_json_clean(truth), indent=1))
+    atomic_write_text(out / "truth.json", json.dumps(json_safe(truth), indent=1))
     return manifest
 
 
