@@ -5,6 +5,11 @@ Steps:
 1. Simulate the "archive" preset with the streaming simulator (2 samples x 11 isobars x
    3 scans x 4000 frames of 512 x 512 at 0.01 photon/pixel/frame), scaled down by
    ``--scale`` (fraction of the frames per scan) and ``--isobars`` (isobars per sample).
+   ``--generator renewal`` (default) uses the piecewise-constant speckle generator
+   (``daskxpcs/simulate/renewal.py``, cost grows with the photons: a few seconds a scan,
+   mostly writing the raw files; every scan with beta = 1, and truth.json says so);
+   ``--generator exact`` the Gaussian-field one with the preset's KWW beta (about 6 h
+   for the full preset).
 2. ``--plan`` on it (projected time from ``daskxpcs.campaign.plan.DEFAULT_THROUGHPUT``).
 3. ``run`` it; print total time, frames x pixels / s, peak memory (RSS) of every process
    (this one; with ``--scheduler local:N`` also the scheduler and each worker) and the
@@ -16,12 +21,14 @@ Steps:
 
 Commands::
 
-    python benchmarks/bench_archive.py                       # full archive preset (hours; not for a laptop)
+    python benchmarks/bench_archive.py                       # full archive preset (simulation: minutes)
+    python benchmarks/bench_archive.py --generator exact     # the same with the exact generator (hours)
     python benchmarks/bench_archive.py --scale 0.1 --isobars 2            # scaled down, threads
     python benchmarks/bench_archive.py --scale 0.1 --isobars 2 --scheduler local:2
 
 The data go to ``--workdir`` (default ``bench-data/archive``, git-ignored) and are reused
-when the same scale was simulated before; ``--clean`` removes them afterwards.
+when the same scale, isobars, seed and generator were simulated before (stamp
+``bench-params.json``); ``--clean`` removes them afterwards.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ def _maxrss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
 
 
-def simulate(workdir: Path, scale: float, isobars: int, seed: int) -> Path:
+def simulate(workdir: Path, scale: float, isobars: int, seed: int, generator: str = "renewal") -> Path:
     """Write the scaled archive campaign (in this process; call through a subprocess)."""
     from daskxpcs.simulate import campaign as sim
 
@@ -59,18 +66,18 @@ def simulate(workdir: Path, scale: float, isobars: int, seed: int) -> Path:
                                  samples={k: v[:isobars] for k, v in base.samples.items()})
     name = f"archive-bench-{n_frames}-{isobars}"
     sim.PRESETS[name] = preset  # a derived preset, registered in this process only
-    return sim.simulate_campaign(workdir, preset=name, seed=seed)
+    return sim.simulate_campaign(workdir, preset=name, seed=seed, method=generator)
 
 
-def _simulated(workdir: Path, scale: float, isobars: int, seed: int) -> tuple[Path, float]:
+def _simulated(workdir: Path, scale: float, isobars: int, seed: int, generator: str) -> tuple[Path, float]:
     stamp = workdir / "bench-params.json"
-    params = {"scale": scale, "isobars": isobars, "seed": seed}
+    params = {"scale": scale, "isobars": isobars, "seed": seed, "generator": generator}
     manifest = workdir / "campaign.toml"
     if manifest.exists() and stamp.exists() and json.loads(stamp.read_text()) == params:
         return manifest, 0.0
     t = time.perf_counter()
     subprocess.run([sys.executable, __file__, "--simulate-only", "--workdir", str(workdir), "--scale", str(scale),
-                    "--isobars", str(isobars), "--seed", str(seed)], check=True)
+                    "--isobars", str(isobars), "--seed", str(seed), "--generator", generator], check=True)
     stamp.write_text(json.dumps(params))
     return manifest, time.perf_counter() - t
 
@@ -119,17 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scheduler", default="threads", help="threads or local:N")
     ap.add_argument("--max-in-flight", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--generator", choices=("renewal", "exact"), default="renewal",
+                    help="simulator: renewal (default; fast, beta = 1) or exact (any beta; hours at full size)")
     ap.add_argument("--clean", action="store_true", help="remove the simulated data afterwards")
     ap.add_argument("--simulate-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.simulate_only:
-        simulate(a.workdir, a.scale, a.isobars, a.seed)
+        simulate(a.workdir, a.scale, a.isobars, a.seed, a.generator)
         return 0
 
     from daskxpcs.campaign import load_manifest, run_campaign
     from daskxpcs.campaign.plan import format_plan, plan_campaign
 
-    manifest, t_sim = _simulated(a.workdir / "campaign", a.scale, a.isobars, a.seed)
+    manifest, t_sim = _simulated(a.workdir / "campaign", a.scale, a.isobars, a.seed, a.generator)
     out = a.workdir / "out"
     if out.exists():
         shutil.rmtree(out)

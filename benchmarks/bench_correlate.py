@@ -29,6 +29,7 @@ import os
 import resource
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import time
 from pathlib import Path
@@ -144,7 +145,8 @@ n_ev[st.pixels] = np.diff(ptr)
 np.cumsum(n_ev, out=full_ptr[1:])
 order = np.argsort(st.pixels, kind="stable")
 starts, lens = ptr[:-1][order], np.diff(ptr)[order]
-idx = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lens)]) if len(starts) else np.zeros(0, int)
+# gather each pixel's events in flat-pixel order (vectorised: no Python loop over pixels)
+idx = np.arange(lens.sum()) + np.repeat(starts - (np.cumsum(lens) - lens), lens)
 q = st.qmap.astype(float)
 edges = np.asarray(st.q_edges)
 masks = np.stack([(q >= edges[b]) & (q < edges[b + 1]) & st.valid for b in range(len(edges) - 1)])
@@ -161,7 +163,7 @@ print(f"BASE load={t1 - t0:.3f} correlate={t2 - t1:.3f} ttcf={c.results.ttcf.sha
 
 
 def xpcscorr_python(workdir: Path) -> str | None:
-    """Python of a venv (system site packages) with xpcs-correlator, or None with a message."""
+    """Python of a venv (this interpreter's packages visible) with xpcs-correlator, or None with a message."""
     venv = workdir / "venv"
     py = venv / "bin" / "python"
     if not py.exists():
@@ -169,6 +171,11 @@ def xpcscorr_python(workdir: Path) -> str | None:
         if r.returncode != 0:
             print("  xpcs-correlator: cannot create a venv; baseline skipped")
             return None
+        # see this interpreter's packages (dask, numba, ...) below the venv's own
+        site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True).stdout.strip()
+        Path(site, "daskxpcs-parent.pth").write_text(
+            f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
     r = subprocess.run([str(py), "-c", "import xpcscorr"], capture_output=True)
     if r.returncode != 0:
         r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "xpcs-correlator"],

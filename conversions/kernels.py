@@ -112,3 +112,38 @@ def events_by_pixel(ev_col: np.ndarray, ev_frame: np.ndarray, ev_count: np.ndarr
         count[k] = ev_count[i]
         fill[ev_col[i]] = k + 1
     return ptr, frame, count
+
+
+@numba.njit(cache=True, nogil=True)
+def merge_csr_blocks(ptrs: np.ndarray, offsets: np.ndarray, frames: np.ndarray,
+                     counts: np.ndarray):
+    """Join per-time-block CSR events of the same pixels into one CSR, in O(events).
+
+    Parameters
+    ----------
+    ptrs : (B, n + 1) int64, block b's pixel j holds events ``ptrs[b, j]:ptrs[b, j+1]``
+        of that block (counted from 0)
+    offsets : (B,) int64 start of block b in ``frames`` / ``counts``
+    frames, counts : (E,) int32 events of every block, concatenated in time order
+
+    Returns
+    -------
+    ptr (n + 1,) int64, frame (E,) int32, count (E,) int32, time-ordered within a pixel
+    """
+    n_b, n1 = ptrs.shape
+    ptr = np.zeros(n1, np.int64)
+    for j in range(n1 - 1):
+        tot = 0
+        for b in range(n_b):
+            tot += ptrs[b, j + 1] - ptrs[b, j]
+        ptr[j + 1] = ptr[j] + tot
+    frame = np.empty(frames.shape[0], np.int32)
+    count = np.empty(frames.shape[0], np.int32)
+    for j in range(n1 - 1):
+        k = ptr[j]
+        for b in range(n_b):
+            for e in range(offsets[b] + ptrs[b, j], offsets[b] + ptrs[b, j + 1]):
+                frame[k] = frames[e]
+                count[k] = counts[e]
+                k += 1
+    return ptr, frame, count

@@ -489,6 +489,31 @@ def write_store_from_array(path: str | Path, frames: np.ndarray, *,
     return finalise_store(path, expected_frames=T)
 
 
+def merge_event_blocks(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                       n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Join per-time-block CSR events of the same n pixels into one CSR, in O(events).
+
+    Parameters
+    ----------
+    parts : [(ptr (n+1,) int64 from 0, frame (E_i,), count (E_i,))] in time order
+    n : pixels
+
+    Returns
+    -------
+    (ptr (n+1,) int64, frame (E,) int32, count (E,) int32), time-ordered within a pixel
+    """
+    if not parts:
+        return np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
+    if len(parts) == 1:
+        ptr, fr, cn = parts[0]
+        return ptr.astype(np.int64), fr.astype(np.int32, copy=False), cn.astype(np.int32, copy=False)
+    ptrs = np.stack([p for p, _, _ in parts]).astype(np.int64, copy=False)
+    offsets = np.concatenate([[0], np.cumsum([len(f) for _, f, _ in parts])[:-1]]).astype(np.int64)
+    frames = np.concatenate([f for _, f, _ in parts]).astype(np.int32, copy=False)
+    counts = np.concatenate([c for _, _, c in parts]).astype(np.int32, copy=False)
+    return kernels.merge_csr_blocks(ptrs, offsets, frames, counts)
+
+
 def measure_density(frames: np.ndarray, base_valid: np.ndarray) -> float:
     """Mean counts per valid, unsaturated pixel per frame of a sample of frames."""
     frames = np.asarray(frames)
@@ -604,32 +629,24 @@ class ScanStore:
             px, fr = np.nonzero(x.T)  # pixel-major, time-ordered within a pixel
             count = np.minimum(x[fr, px].astype(np.int64), INT32_MAX).astype(np.int32)
             frame = (fr + t0).astype(np.int32)
-        else:
-            pxs, frs, cnts = [], [], []
-            for i in self._blocks(t0, t1):
-                b = self._g[f"events/b{i}"]
-                ptr = b["ptr"][p0:p1 + 1]
-                e0, e1 = int(ptr[0]), int(ptr[-1])
-                fr = b["frame"][e0:e1] if e1 > e0 else np.zeros(0, np.int32)
-                cn = b["count"][e0:e1] if e1 > e0 else np.zeros(0, np.int32)
-                px = np.repeat(np.arange(n), np.diff(ptr))
+            ptr = np.zeros(n + 1, np.int64)
+            np.cumsum(np.bincount(px, minlength=n), out=ptr[1:])
+            return ptr, frame, count
+        parts = []
+        for i in self._blocks(t0, t1):
+            b = self._g[f"events/b{i}"]
+            ptr = b["ptr"][p0:p1 + 1]
+            e0, e1 = int(ptr[0]), int(ptr[-1])
+            ptr = ptr - e0
+            fr = b["frame"][e0:e1] if e1 > e0 else np.zeros(0, np.int32)
+            cn = b["count"][e0:e1] if e1 > e0 else np.zeros(0, np.int32)
+            if t0 > i * self.t_block or t1 < (i + 1) * self.t_block:  # a block cut by [t0, t1)
                 keep = (fr >= t0) & (fr < t1)
-                pxs.append(px[keep])
-                frs.append(fr[keep])
-                cnts.append(cn[keep])
-            if pxs:
-                px = np.concatenate(pxs)
-                order = np.argsort(px, kind="stable")  # blocks come in time order
-                px = px[order]
-                frame = np.concatenate(frs)[order].astype(np.int32)
-                count = np.concatenate(cnts)[order].astype(np.int32)
-            else:
-                px = np.zeros(0, np.int64)
-                frame = np.zeros(0, np.int32)
-                count = np.zeros(0, np.int32)
-        ptr = np.zeros(n + 1, np.int64)
-        np.cumsum(np.bincount(px, minlength=n), out=ptr[1:])
-        return ptr, frame, count
+                kept = np.zeros(len(keep) + 1, np.int64)
+                np.cumsum(keep, out=kept[1:])
+                ptr, fr, cn = kept[ptr], fr[keep], cn[keep]
+            parts.append((ptr, fr, cn))
+        return merge_event_blocks(parts, n)
 
     def mean_image(self) -> np.ndarray:
         """Counts per frame, (ny, nx) float64, NaN where invalid."""

@@ -30,7 +30,8 @@ from conversions.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SchedulerHandle", "SchedulerSpecError", "parse_spec", "scheduler_context", "DISTRIBUTED_CONFIG"]
+__all__ = ["SchedulerHandle", "SchedulerSpecError", "parse_spec", "scheduler_context", "single_blas_thread",
+           "DISTRIBUTED_CONFIG"]
 
 LOCAL = {"threads": "threads", "processes": "processes", "synchronous": "synchronous", "sync": "synchronous"}
 
@@ -88,6 +89,25 @@ class SchedulerHandle:
         if self.kind == "synchronous":
             return 1
         return os.cpu_count() or 1
+
+
+def single_blas_thread(scheduler: Any) -> contextlib.AbstractContextManager:
+    """One BLAS thread per Dask thread while the local threaded scheduler computes.
+
+    Dask's threads already fill the cores; OpenBLAS's own pool under each of them
+    oversubscribes the cores (the dense engine ran 1.45 x slower on 2 cores).
+    Distributed workers get the same from their nanny (``OPENBLAS_NUM_THREADS=1``).
+    The limit is process-wide: wrap the whole computation, not single tasks.
+
+    Parameters
+    ----------
+    scheduler : what ``dask.compute(scheduler=...)`` receives (None: Dask's default)
+    """
+    if scheduler in (None, "threads"):
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=1, user_api="blas")
+    return contextlib.nullcontext()
 
 
 def parse_spec(spec: str) -> tuple[str, str | int | None]:

@@ -11,6 +11,7 @@ import dask
 import numpy as np
 from dask.delayed import Delayed
 
+from daskxpcs.cluster import single_blas_thread
 from daskxpcs.graph import build_graph, plan_correlation
 from daskxpcs.graph.output import open_out, out_spec
 
@@ -93,7 +94,7 @@ def correlate_scan(store, out, *, qmap: np.ndarray | None = None, q_edges: Seque
             from dask.diagnostics import ProgressBar
 
             bar = ProgressBar(dt=1.0)
-        with bar:
+        with bar, single_blas_thread(sched):
             if sched is None:
                 dask.compute(graph)
             else:

@@ -29,7 +29,7 @@ from daskxpcs.campaign.state import (
     store_is_fresh,
 )
 from daskxpcs.campaign.tables import write_table
-from daskxpcs.cluster import parse_spec, scheduler_context
+from daskxpcs.cluster import parse_spec, scheduler_context, single_blas_thread
 
 __all__ = ["run_campaign", "ScanOutcome", "versions"]
 
@@ -321,7 +321,7 @@ def run_campaign(manifest: str | Path, *, out: str | Path | None = None, schedul
 
     zarr.open_group(str(out / "results.zarr"), mode="a")
     timings: dict[str, Any] = {}
-    with scheduler_context(scheduler) as handle:
+    with scheduler_context(scheduler) as handle, single_blas_thread(handle.scheduler):
         link = handle.dashboard_link
         if link:
             print(f"daskxpcs run: Dask dashboard at {link}", file=sys.stderr)

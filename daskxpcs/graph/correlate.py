@@ -2,7 +2,9 @@
 
 Tasks run over (pixel tile x time-block pair), upper triangle only::
 
-    tile stats     per sparse tile: frame sums S (n_q, T) and lag statistics, from its events
+    loads          per sparse (tile, time block): its photon events, read once
+    tile stats     per sparse tile: frame sums S (n_q, T) and lag statistics, joining the
+                   tile's loads pixel chunk by pixel chunk
     pairs          per (tile, ti <= tj): numerator {bin: (tb, tb)}; dense tiles also give
                    a per-pixel lag partial and, on the diagonal, the frame sums of block ti
     numerators     per (ti, tj): binary tree of in-place adds over tiles
@@ -11,7 +13,9 @@ Tasks run over (pixel tile x time-block pair), upper triangle only::
     lag stats      per dense tile: tree over its pairs -> per-bin sums; tree over tiles
     finalise       g2, g2_err, g2_age, c_diag_*, intensity -> zarr, ``complete``
 
-No task holds more than one tile x two time blocks, or one (n_q+1, tb, tb) block.
+No task holds more than one tile x two time blocks, or one (n_q+1, tb, tb) block, except
+a sparse tile's statistics task, which sees the tile's loads over the whole scan: sparse
+tiles are sized to hold at most EVENTS_PER_TILE events over the scan.
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ DENSE_T_BLOCK = 1024
 DENSE_P_TILE = 8192
 #: Events one sparse pair task may hold (two time blocks of one tile).
 EVENTS_PER_PAIR = 8_000_000
-#: Events one read of a sparse tile's whole-scan statistics task may hold.
+#: Events of one sparse tile over the whole scan: its time-block loads are all alive
+#: when its statistics task joins them, so this bounds memory whatever T is.
+EVENTS_PER_TILE = 32_000_000
+#: Events the statistics task joins across time blocks at once.
 EVENTS_PER_CHUNK = 4_000_000
 
 
@@ -130,7 +137,8 @@ def choose_blocks(n_frames: int, n_pixels: int, density: float, *, engine: str =
             # Large tiles amortise the (tb, tb) numerator and the store's per-read latency;
             # a pair task holds the tile's events of two blocks only.
             want = 32.0 / max(density, 1e-6) ** 2
-            cap = EVENTS_PER_PAIR / max(2 * density * t_block, 1e-9)
+            cap = min(EVENTS_PER_PAIR / max(2 * density * t_block, 1e-9),
+                      EVENTS_PER_TILE / max(density * n_frames, 1e-9))
             # at least 4 tiles when the detector allows, so whole-scan tile statistics run in parallel
             p_tile = int(max(DENSE_P_TILE, min(want, cap, math.ceil(n_pixels / 4))))
         else:
@@ -239,15 +247,15 @@ def build_graph(plan: CorrelationPlan, out, *, mark_complete: bool = True) -> De
     for t, ((p0, p1), eng) in enumerate(zip(plan.tiles, plan.engines)):
         layout = const(K.tile_layout(plan.labels[p0:p1], plan.n_q), f"xpcs-layout-{t}")
         if eng == "events":
-            st = delayed(tasks.events_tile_stats, pure=True)(
-                plan.store_path, p0, _event_chunks(plan.rate[p0:p1] * T, p0), layout, T, lags, lagidx, win_of, n_win,
-                dask_key_name=f"xpcs-evstats-{tag}-{t}")
-            s_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 0, dask_key_name=f"xpcs-s-{tag}-{t}"))
-            lag_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 1, dask_key_name=f"xpcs-lag-{tag}-{t}"))
-            # each (tile, block) is read once and shared by the pairs that need it
+            # each (tile, block) is read once and shared by the pairs and the tile statistics
             loads = [delayed(tasks.read_events, pure=True)(plan.store_path, blk, p0, p1,
                                                            dask_key_name=f"xpcs-evload-{tag}-{t}-{i}")
                      for i, blk in enumerate(blocks)]
+            st = delayed(tasks.events_tile_stats, pure=True)(
+                loads, p0, _event_chunks(plan.rate[p0:p1] * T, p0), layout, T, lags, lagidx, win_of, n_win,
+                dask_key_name=f"xpcs-evstats-{tag}-{t}")
+            s_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 0, dask_key_name=f"xpcs-s-{tag}-{t}"))
+            lag_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 1, dask_key_name=f"xpcs-lag-{tag}-{t}"))
             for i, j in pairs:
                 num_parts[(i, j)].append(delayed(K.event_pairs, pure=True)(
                     loads[i], loads[j], layout, blocks[i], blocks[j],

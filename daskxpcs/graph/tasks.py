@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conversions.store import ScanStore, open_scan_store
+from conversions.store import ScanStore, merge_event_blocks, open_scan_store
 from daskxpcs import kernels as K
 
 __all__ = ["open_store", "events_tile_stats", "dense_group", "read_events", "finish_lag"]
@@ -29,22 +29,24 @@ def open_store(path: str) -> ScanStore:
     return _open_cached(str(path), stamp)
 
 
-def events_tile_stats(path: str, p0: int, chunks: list[tuple[int, int]], layout: K.TileLayout, n_frames: int,
-                      lags: np.ndarray, lagidx: np.ndarray, win_of: np.ndarray,
+def events_tile_stats(loads: list[tuple], p0: int, chunks: list[tuple[int, int]], layout: K.TileLayout,
+                      n_frames: int, lags: np.ndarray, lagidx: np.ndarray, win_of: np.ndarray,
                       n_win: int) -> tuple[np.ndarray, np.ndarray]:
     """Frame sums (n_q, T) and lag statistics (2, n_win+1, n_q, n_lag) of one sparse tile.
 
-    The tile starts at stored pixel ``p0``; its events over the whole scan are read in the
-    pixel ``chunks`` [c0, c1) (planned to hold a bounded number of events each).
+    ``loads`` are the tile's events per time block, in time order (the results of
+    :func:`read_events` that its pair tasks share, so nothing is read twice). The tile
+    starts at stored pixel ``p0``; its pixels are joined across blocks in the pixel
+    ``chunks`` [c0, c1) (planned to hold a bounded number of events each).
     """
-    st = open_store(path)
     n_q = len(layout.bin_start) - 1
     s = np.zeros((n_q, n_frames), np.float64)
     stats = np.zeros((2, n_win + 1, n_q, len(lags)), np.float64)
     for c0, c1 in chunks:
-        ev = st.read_events(0, n_frames, c0, c1)
-        s_c, stats_c = K.event_tile_stats(ev, layout.labels[c0 - p0:c1 - p0], n_q, n_frames, lags, lagidx,
-                                          win_of, n_win)
+        j0, j1 = c0 - p0, c1 - p0
+        parts = [(ptr[j0:j1 + 1] - ptr[j0], fr[ptr[j0]:ptr[j1]], ct[ptr[j0]:ptr[j1]]) for ptr, fr, ct in loads]
+        ev = merge_event_blocks(parts, j1 - j0)
+        s_c, stats_c = K.event_tile_stats(ev, layout.labels[j0:j1], n_q, n_frames, lags, lagidx, win_of, n_win)
         s += s_c
         stats += stats_c
     return s, stats
@@ -62,14 +64,15 @@ def dense_group(path: str, p0: int, p1: int, layout: K.TileLayout, rows: list[tu
     s : (n_q, T) frame sums of the diagonal blocks (zero elsewhere), or None off the diagonal
     """
     st = open_store(path)
-    xs = {blk: K.pixel_major(st.read_dense(blk[0], blk[1], p0, p1), layout) for blk in dict.fromkeys(rows + cols)}
+    xs = {blk: K.frame_major(st.read_dense(blk[0], blk[1], p0, p1), layout) for blk in dict.fromkeys(rows + cols)}
+    xts = {blk: K.pixel_major(x) for blk, x in xs.items()}
     nums, lag, s = {}, None, None
     for a in rows:
         for b in cols:
             if b[0] < a[0]:
                 continue
             nums[(a, b)] = K.dense_products(xs[a], xs[b], layout)
-            part = K.dense_lag_sums(xs[a], xs[b], a, b, lags, edges)
+            part = K.dense_lag_sums(xts[a], xts[b], a, b, lags, edges)
             lag = part if lag is None else K.add_lag(lag, part)
             if a == b:
                 if s is None:

@@ -16,7 +16,8 @@ __all__ = ["event_pairs", "event_frame_sums", "event_tile_stats"]
 
 
 @njit(nogil=True, cache=True)
-def _event_pairs(ptr_i, frame_i, count_i, ptr_j, frame_j, count_j, slot, a0, b0, num):
+def _event_pairs(ptr_i, frame_i, count_i, ptr_j, frame_j, count_j, slot, a0, b0, upper, num):
+    # upper: i and j are the same events; only pairs e2 >= e1 (t2 >= t1) are summed
     n_px = ptr_i.shape[0] - 1
     for p in range(n_px):
         s = slot[p]
@@ -25,7 +26,7 @@ def _event_pairs(ptr_i, frame_i, count_i, ptr_j, frame_j, count_j, slot, a0, b0,
         for e1 in range(ptr_i[p], ptr_i[p + 1]):
             u = frame_i[e1] - a0
             c1 = np.float64(count_i[e1])
-            for e2 in range(ptr_j[p], ptr_j[p + 1]):
+            for e2 in range(e1 if upper else ptr_j[p], ptr_j[p + 1]):
                 num[s, u, frame_j[e2] - b0] += c1 * np.float64(count_j[e2])
 
 
@@ -40,7 +41,7 @@ def event_pairs(ev_i: tuple, ev_j: tuple, layout: TileLayout, a: tuple[int, int]
     ----------
     ev_i, ev_j : (ptr (pt+1,) int64, frame (E,) int32 absolute, count (E,) int32)
         events of the tile's pixels in frames [a0, a1) and [b0, b1), CSR by pixel.
-        For a diagonal block pass the same events twice.
+        For a diagonal block pass the same tuple twice: only t2 >= t1 is summed, then mirrored.
     layout : the tile's :class:`TileLayout` (pixel -> bin)
     a, b : (a0, a1), (b0, b1) frame ranges
 
@@ -57,7 +58,12 @@ def event_pairs(ev_i: tuple, ev_j: tuple, layout: TileLayout, a: tuple[int, int]
     num = np.zeros((len(bins), a1 - a0, b1 - b0), np.float64)
     ptr_i, fr_i, ct_i = ev_i
     ptr_j, fr_j, ct_j = ev_j
-    _event_pairs(ptr_i, fr_i.astype(np.int64), ct_i, ptr_j, fr_j.astype(np.int64), ct_j, slot, a0, b0, num)
+    upper = ev_i is ev_j and a == b
+    _event_pairs(ptr_i, fr_i.astype(np.int64), ct_i, ptr_j, fr_j.astype(np.int64), ct_j, slot, a0, b0, upper, num)
+    if upper:  # a diagonal block is symmetric: mirror the upper triangle, count t1 == t2 once
+        num += num.transpose(0, 2, 1)
+        d = np.arange(a1 - a0)
+        num[:, d, d] *= 0.5
     return {int(bn): num[s] for s, bn in enumerate(bins)}
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from daskxpcs.atomic import atomic_open, atomic_write_text
 from daskxpcs.jsonsafe import json_safe
 from daskxpcs.simulate.geometry import Detector, make_detector
-from daskxpcs.simulate.scan import ScanSpec, iter_scan_blocks, scan_truth, spec_dict
+from daskxpcs.simulate.scan import METHODS, ScanSpec, iter_scan_blocks, scan_truth, spec_dict
 from daskxpcs.simulate.writers import write_bliss, write_eiger, write_lima, write_lima2_sparse
 
 FORMATS = ("lima", "bliss", "eiger", "lima2")
@@ -203,9 +203,14 @@ def write_scan(
     frames_per_file: int,
     bliss_scan_number: int = 1,
     workdir: Path | None = None,
+    method: str = "exact",
 ) -> tuple[str, str | None]:
-    """Generate a scan block by block and write it in `fmt`; returns (raw, raw_entry) for the manifest."""
-    blocks = iter_scan_blocks(spec, det, workdir=workdir)
+    """Generate a scan block by block and write it in `fmt`; returns (raw, raw_entry) for the manifest.
+
+    `method` is the generator ("exact" or "renewal", which needs spec.beta = 1; see
+    `scan.iter_scan_blocks`).
+    """
+    blocks = iter_scan_blocks(spec, det, workdir=workdir, method=method)
     raw = outdir / "raw"
     if fmt == "lima":
         write_lima(raw / name, blocks, frames_per_file=frames_per_file,
@@ -234,6 +239,7 @@ def simulate_campaign(
     preset: str = "small",
     seed: int = 0,
     formats: list[str] | tuple[str, ...] | None = None,
+    method: str = "exact",
 ) -> Path:
     """Write a synthetic two-sample campaign with its ground truth.
 
@@ -246,6 +252,14 @@ def simulate_campaign(
     seed : random seed (the same seed gives the same files).
     formats : raw formats to use, assigned round-robin to scans (default all four:
         "lima", "bliss", "eiger", "lima2").
+    method : scan generator.  "exact" (default): Gaussian speckle fields with the preset's
+        KWW beta, cost O(frames x pixels x log frames) (the archive preset takes hours).
+        "renewal": piecewise-constant speckle (`renewal.py`), cost O(pieces + photons)
+        (the archive preset in minutes), whose g2 equals the exact model's for beta = 1
+        only: every scan is then simulated with beta = 1 instead of the preset's, and the
+        truth (scans' `beta`, `expected`, `spec`, isobars' `beta`) says beta = 1 (the
+        preset's value is kept as the isobars' `beta_preset`).  Recorded as
+        `global.generator` in truth.json.
 
     Returns
     -------
@@ -253,6 +267,8 @@ def simulate_campaign(
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown generator method {method!r}; choose from {METHODS}")
     fmts = tuple(formats) if formats else FORMATS
     bad = [f for f in fmts if f not in FORMATS]
     if bad:
@@ -298,6 +314,8 @@ def simulate_campaign(
             q1 = law["q1_0"] + law[iso.stage] * iso.pressure_gpa
             tau0_s = iso.tau0 * D
             tau_star_s = None if iso.tau_star is None else iso.tau_star * D
+            # the renewal generator is exact for beta = 1 only: simulate (and tell) beta = 1
+            beta = 1.0 if method == "renewal" else iso.beta
             names = []
             for j in range(iso.n_scans):
                 fmt = fmts[k_scan % len(fmts)]
@@ -308,7 +326,7 @@ def simulate_campaign(
                 name = f"{sample}_{iso.stage[0]}{iso.pressure_gpa:.1f}_s{j + 1:02d}"
                 lima_dtype = "uint16" if (sample == "S2" and fmt in ("lima", "bliss")) else "uint32"
                 spec = ScanSpec(
-                    n_frames=pr.n_frames, frame_time_s=pr.frame_time_s, tau_s=tau_tw, beta=iso.beta,
+                    n_frames=pr.n_frames, frame_time_s=pr.frame_time_s, tau_s=tau_tw, beta=beta,
                     contrast=pr.contrast, n_modes=pr.n_modes, rate=pr.rate[si], alpha=ALPHA, q_ref=Q_REF, q1=q1,
                     tau_star_s=tau_star_s, rate_segments=segs, avalanches=av, beam_rms=0.03,
                     oversample=pr.oversample, dtype=lima_dtype, seed=int(rng.integers(2**31)),
@@ -316,7 +334,7 @@ def simulate_campaign(
                 if fmt == "bliss":
                     bliss_n[sample] = bliss_n.get(sample, 0) + 1
                 raw, entry = write_scan(fmt, out, name, sample, spec, det, frames_per_file=pr.frames_per_file,
-                                        bliss_scan_number=bliss_n.get(sample, 1), workdir=out)
+                                        bliss_scan_number=bliss_n.get(sample, 1), workdir=out, method=method)
                 scans.append({"name": name, "sample": sample, "geometry": det.name, "stage": iso.stage,
                               "pressure_gpa": iso.pressure_gpa, "t_w_s": tw, "raw": raw, "raw_entry": entry,
                               "frame_time_s": pr.frame_time_s})
@@ -327,7 +345,8 @@ def simulate_campaign(
                 names.append(name)
             isobars.append({
                 "sample": sample, "stage": iso.stage, "pressure_gpa": iso.pressure_gpa, "n_scans": iso.n_scans,
-                "tau0_s": tau0_s, "tau_star_s": tau_star_s, "beta": iso.beta, "q1": q1,
+                "tau0_s": tau0_s, "tau_star_s": tau_star_s, "beta": beta,
+                "beta_preset": iso.beta, "q1": q1,
                 "heterogeneity": iso.hetero,
                 "heterogeneous": any(scan_truths[n]["heterogeneous"] for n in names),
                 # what a fit of the scans' mid-scan tau against their start t_w gives
@@ -341,7 +360,7 @@ def simulate_campaign(
         "generator": "daskxpcs.simulate", "preset": preset, "seed": seed, "formats": list(fmts),
         "global": {"alpha": ALPHA, "q_ref": Q_REF, "tau_ref_s": PRESETS[preset].samples["S1"][0].tau0 * D,
                    "frame_time_s": pr.frame_time_s, "n_frames": pr.n_frames, "contrast": pr.contrast,
-                   "n_modes": pr.n_modes, "beam_rms": 0.03,
+                   "n_modes": pr.n_modes, "beam_rms": 0.03, "generator": method,
                    "notes": "tau per scan: tau_ref_s at q_ref at mid-scan; expected.*: KWW fit of the exact "
                             "ensemble g2 per q-bin (last entry = union) on the multi-tau ladder"},
         "samples": {s: {"geometry": dets[s].name, "q1_0": Q1_LAW[s]["q1_0"],

@@ -29,6 +29,11 @@ detector row over all frames and written into a frame-major counts array; above
 `memmap_bytes` that array is a temporary file (np.memmap), streamed out in frame blocks
 by `iter_scan_blocks`.  Peak memory is then one row's fields (complex64 for big rows),
 a few hundred MB for 10 000 frames of 1024 px, whatever the number of rows.
+
+Cost O(T x pixels x log T) whatever the count rate.  `iter_scan_blocks(..., method="renewal")`
+selects the generator of `renewal.py` instead: piecewise-constant speckle renewed as a
+Poisson process in the same internal time, cost O(pieces + photons), whose g2 equals this
+model's for beta = 1 only (it requires spec.beta = 1, and the truth is then that of beta = 1).
 """
 
 from __future__ import annotations
@@ -403,6 +408,20 @@ def generate_counts(
     return counts, inten
 
 
+#: scan generators: "exact" (Gaussian fields, any beta) and "renewal" (beta = 1, cheap)
+METHODS = ("exact", "renewal")
+
+
+def check_method(spec: ScanSpec, method: str) -> None:
+    """Raise ValueError for an unknown generator, or "renewal" with spec.beta != 1."""
+    if method not in METHODS:
+        raise ValueError(f"unknown generator method {method!r}; choose from {METHODS}")
+    if method == "renewal":
+        from daskxpcs.simulate.renewal import check_renewal_spec
+
+        check_renewal_spec(spec)
+
+
 def iter_scan_blocks(
     spec: ScanSpec,
     detector: Detector,
@@ -412,16 +431,35 @@ def iter_scan_blocks(
     memmap_bytes: int = 512 << 20,
     workers: int | None = None,
     tile_rows: int | None = None,
+    method: str = "exact",
 ) -> Iterator[np.ndarray]:
     """Stream a scan's frames in blocks (n <= block_frames, ny, nx) of spec.dtype.
 
     `block_frames` defaults to about 32 MB of frames a block.
 
-    The time process is generated per row over the whole scan (exact), into RAM or an
-    unlinked temporary file above `memmap_bytes` (see module docstring), then read out
-    frame block by frame block with detector artefacts applied (gap and hot pixels at
-    the dtype maximum, dead = 0).  Peak memory: a few row tiles and one frame block.
+    method="exact" (default): the time process is generated per row over the whole scan
+    (exact), into RAM or an unlinked temporary file above `memmap_bytes` (see module
+    docstring), then read out frame block by frame block with detector artefacts applied
+    (gap and hot pixels at the dtype maximum, dead = 0).  Peak memory: a few row tiles and
+    one frame block.  Cost O(T x pixels x log T).
+
+    method="renewal": the piecewise-constant speckle generator of `renewal.py`, cost
+    O(pieces + photons) (`workdir`, `memmap_bytes`, `workers`, `tile_rows` unused), same
+    artefacts.  Its g2 equals the exact model's only for beta = 1, so `spec.beta` must be
+    1.0 (ValueError otherwise; use ``dataclasses.replace(spec, beta=1.0)``) and the truth
+    (`scan_truth`, `expected_g2`) is then computed from that same spec.
     """
+    check_method(spec, method)  # here, not at the first block
+    if method == "renewal":
+        from daskxpcs.simulate.renewal import iter_renewal_blocks
+
+        return iter_renewal_blocks(spec, detector, block_frames=block_frames)
+    return _iter_exact_blocks(spec, detector, block_frames=block_frames, workdir=workdir,
+                              memmap_bytes=memmap_bytes, workers=workers, tile_rows=tile_rows)
+
+
+def _iter_exact_blocks(spec, detector, *, block_frames, workdir, memmap_bytes, workers, tile_rows):
+    # the exact generator's block stream (see iter_scan_blocks)
     counts, _ = generate_counts(
         spec, detector, memmap_bytes=memmap_bytes, workdir=workdir, workers=workers, tile_rows=tile_rows
     )
@@ -462,6 +500,7 @@ def simulate_scan(
     q_edges: tuple[float, ...] | None = None,
     with_intensity: bool = False,
     truth: bool = True,
+    method: str = "exact",
 ):
     """Simulate one scan in memory.
 
@@ -473,6 +512,8 @@ def simulate_scan(
     q_edges : bins for the truth; default the detector's.
     with_intensity : also return the noise-free intensity (T, ny, nx) float64.
     truth : compute the truth dict (expected g2 and its KWW fit per bin).
+    method : "exact" (default) or "renewal" (needs spec.beta = 1 and no `with_intensity`;
+        see `iter_scan_blocks`).
 
     Returns
     -------
@@ -481,8 +522,15 @@ def simulate_scan(
     intensity : ndarray, only when `with_intensity`.
     """
     det = detector if detector is not None else make_detector(shape=shape)
-    counts, inten = generate_counts(spec, det, with_intensity=with_intensity, memmap_bytes=1 << 62)
-    frames = _finish_block(counts, 0, spec, det, hot_frames(spec, det))
+    check_method(spec, method)
+    if method == "renewal":
+        if with_intensity:
+            raise ValueError("with_intensity is not available with method='renewal'")
+        frames = next(iter_scan_blocks(spec, det, block_frames=spec.n_frames, method=method))
+        inten = None
+    else:
+        counts, inten = generate_counts(spec, det, with_intensity=with_intensity, memmap_bytes=1 << 62)
+        frames = _finish_block(counts, 0, spec, det, hot_frames(spec, det))
     tr = scan_truth(spec, det, q_edges=q_edges) if truth else None
     return (frames, tr, inten) if with_intensity else (frames, tr)
 
@@ -616,6 +664,8 @@ __all__ = [
     "pixel_rate",
     "generate_counts",
     "iter_scan_blocks",
+    "METHODS",
+    "check_method",
     "simulate_scan",
     "expected_g2",
     "kww",

@@ -52,13 +52,32 @@ def test_event_pairs_equal_dense_products_and_numpy(scan, data):
     b1 = data.draw(st.integers(b0 + 1, T))
     lay = K.tile_layout(labels, n_q)
     ev = K.event_pairs(csr(x[a0:a1], a0), csr(x[b0:b1], b0), lay, (a0, a1), (b0, b1))
-    de = K.dense_products(K.pixel_major(x[a0:a1], lay), K.pixel_major(x[b0:b1], lay), lay)
+    de = K.dense_products(K.frame_major(x[a0:a1], lay), K.frame_major(x[b0:b1], lay), lay)
     assert sorted(ev) == sorted(de) == sorted(set(labels[labels >= 0].tolist()))
     for b in ev:
         m = labels == b
         want = x[a0:a1, m].astype(np.float64) @ x[b0:b1, m].T.astype(np.float64)
         np.testing.assert_array_equal(ev[b], want)
         np.testing.assert_array_equal(de[b], want)
+
+
+@settings(max_examples=25, deadline=None)
+@given(scans, st.data())
+def test_event_pairs_diagonal_block_mirrors_upper_triangle(scan, data):
+    # the same events passed twice take the upper-triangle path; it must equal numpy
+    T, P, density, n_q, seed = scan
+    x, labels = draw(T, P, density, n_q, seed)
+    a0 = data.draw(st.integers(0, T - 1))
+    a1 = data.draw(st.integers(a0 + 1, T))
+    lay = K.tile_layout(labels, n_q)
+    ev = csr(x[a0:a1], a0)
+    got = K.event_pairs(ev, ev, lay, (a0, a1), (a0, a1))
+    full = K.event_pairs(ev, csr(x[a0:a1], a0), lay, (a0, a1), (a0, a1))
+    for b in got:
+        m = labels == b
+        want = x[a0:a1, m].astype(np.float64) @ x[a0:a1, m].T.astype(np.float64)
+        np.testing.assert_array_equal(got[b], want)
+        np.testing.assert_array_equal(full[b], want)
 
 
 @settings(max_examples=25, deadline=None)
@@ -76,8 +95,9 @@ def test_lag_sums_dense_and_events_equal_numpy(scan, n_win, data):
     total = (0, np.zeros((len(edges), 0, len(lay.perm))))
     for i, a in enumerate(blocks):
         for b in blocks[i:]:
-            part = K.dense_lag_sums(K.pixel_major(x[a[0]:a[1]], lay), K.pixel_major(x[b[0]:b[1]], lay), a, b,
-                                    lags, edges)
+            xa, xb = K.frame_major(x[a[0]:a[1]], lay), K.frame_major(x[b[0]:b[1]], lay)
+            np.testing.assert_array_equal(K.pixel_major(xa), x[a[0]:a[1], lay.perm].T)
+            part = K.dense_lag_sums(K.pixel_major(xa), K.pixel_major(xb), a, b, lags, edges)
             total = K.add_lag(total, part)
     got = np.zeros_like(want)
     got[:, total[0]:total[0] + total[1].shape[1]] = total[1]
@@ -92,7 +112,7 @@ def test_lag_sums_dense_and_events_equal_numpy(scan, n_win, data):
         np.testing.assert_allclose(stats_ev[0, :, b], want[:, :, m].sum(axis=2), rtol=1e-12)
         np.testing.assert_allclose(stats_ev[1, :, b], (want[:, :, m] ** 2).sum(axis=2), rtol=1e-12)
         np.testing.assert_array_equal(s[b], x[:, labels == b].sum(axis=1))
-        np.testing.assert_array_equal(K.dense_frame_sums(K.pixel_major(x, lay), lay)[b], s[b])
+        np.testing.assert_array_equal(K.dense_frame_sums(K.frame_major(x, lay), lay)[b], s[b])
         np.testing.assert_array_equal(K.event_frame_sums(csr(x, 0), labels, n_q, 0, T)[b], s[b])
 
 

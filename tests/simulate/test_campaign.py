@@ -74,6 +74,8 @@ def test_truth_is_consistent(campaign):
     assert set(truth["scans"]) == {s["name"] for s in doc["scan"]}
     g = truth["global"]
     assert {"alpha", "q_ref", "tau_ref_s"} <= set(g)
+    assert g["generator"] == "exact"  # the default: the preset's beta
+    assert [i["beta"] for i in truth["isobars"]] == [i["beta_preset"] for i in truth["isobars"]]
     for s in doc["scan"]:
         t = truth["scans"][s["name"]]
         for key in ("sample", "stage", "pressure_gpa", "t_w_s", "raw"):
