@@ -162,28 +162,144 @@ print(f"BASE load={t1 - t0:.3f} correlate={t2 - t1:.3f} ttcf={c.results.ttcf.sha
 """
 
 
-def xpcscorr_python(workdir: Path) -> str | None:
-    """Python of a venv (this interpreter's packages visible) with xpcs-correlator, or None with a message."""
-    venv = workdir / "venv"
+BASELINE_BOOSTCORR = """
+import os, sys, tempfile, time, numpy as np
+t0 = time.perf_counter()
+import h5py, torch
+from boost_corr import TwotimeCorrelator
+from boost_corr.xpcs_aps_8idi.xpcs_qpartitionmap import XpcsQPartitionMap
+from conversions.store import open_scan_store
+st = open_scan_store(sys.argv[1])
+T, (ny, nx), P = st.n_frames, st.frame_shape, len(st.pixels)
+# boost_corr's q-map file: dynamic = static map = daskxpcs's q-bin + 1 (0: pixel unused)
+edges = np.asarray(st.q_edges, np.float64)
+q = st.qmap.astype(np.float64)
+with np.errstate(invalid="ignore"):
+    b = np.searchsorted(edges, q, side="right") - 1
+    used = st.valid & np.isfinite(q) & (b >= 0) & (b < len(edges) - 1)
+dq = np.where(used, b + 1, 0).astype(np.uint32)
+with tempfile.TemporaryDirectory(dir=sys.argv[2]) as tmp:
+    qfile = os.path.join(tmp, "qmap.h5")
+    with h5py.File(qfile, "w") as f:
+        f["/qmap/dynamic_roi_map"] = dq
+        f["/qmap/static_roi_map"] = dq
+        f["/qmap/mask"] = st.valid.astype(np.uint8)
+    # crop_ratio_threshold > 1: always crop to the q-map's pixels, sorted by bin
+    qpm = XpcsQPartitionMap(qfile, device="cpu", flag_sort=True, crop_ratio_threshold=2.0)
+crop = qpm.mask_crop.cpu().numpy()
+col = np.full(ny * nx, -1, np.int64)
+col[st.pixels] = np.arange(P)
+col = col[crop]  # store column of each of boost_corr's pixels
+assert (col >= 0).all()
+gather = not np.array_equal(col, np.arange(len(col)))
+tt = TwotimeCorrelator(qpm.qinfo, frame_num=T, det_size=(ny, nx), method="normal", window=1024,
+                       mask_crop=qpm.mask_crop, device="cpu")
+t1 = time.perf_counter()
+for a in range(0, T, st.t_block):  # frames in, as its dataset loaders hand them over
+    x = st.read_dense(a, min(T, a + st.t_block), 0, P)
+    tt.process(torch.from_numpy(np.ascontiguousarray(x[:, col]) if gather else x))
+t2 = time.perf_counter()
+tt.post_processing(smooth_method="sqmap")
+saxs = qpm.normalize_scattering(tt.get_scattering())
+t3 = time.perf_counter()
+keep, kept, n_c2 = int(sys.argv[3]), None, 0
+for item in tt.get_twotime_generator():  # every bin's dense (upper-triangle) C, as numpy
+    for k, v in item.items():
+        if k.startswith("correlation_map/c2_"):
+            if qpm.qinfo["dq_idx"][n_c2] == keep + 1:
+                kept = v
+            n_c2, shape = n_c2 + 1, v.shape
+t4 = time.perf_counter()
+print(f"BASE load={t1 - t0:.3f} read+process={t2 - t1:.3f} post={t3 - t2:.3f} twotime={t4 - t3:.3f} "
+      f"bins={n_c2} c2={shape} pixels={len(crop)} threads={torch.get_num_threads()}")
+if kept is not None:
+    np.save(sys.argv[4], kept)
+"""
+
+
+def side_venv(venv: Path, name: str) -> str | None:
+    """Python of a venv under WORKDIR that also sees this interpreter's packages, or None with a message.
+
+    Created with --system-site-packages plus a .pth line adding this interpreter's purelib
+    (numpy, h5py, dask, numba, the project, ...) below the venv's own packages.
+    """
     py = venv / "bin" / "python"
     if not py.exists():
         r = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], capture_output=True)
         if r.returncode != 0:
-            print("  xpcs-correlator: cannot create a venv; baseline skipped")
+            print(f"  {name}: cannot create a venv; baseline skipped")
             return None
-        # see this interpreter's packages (dask, numba, ...) below the venv's own
         site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                               capture_output=True, text=True).stdout.strip()
         Path(site, "daskxpcs-parent.pth").write_text(
             f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
-    r = subprocess.run([str(py), "-c", "import xpcscorr"], capture_output=True)
+    return str(py)
+
+
+def xpcscorr_python(workdir: Path) -> str | None:
+    """Python of a venv (this interpreter's packages visible) with xpcs-correlator, or None with a message."""
+    py = side_venv(workdir / "venv", "xpcs-correlator")
+    if py is None:
+        return None
+    r = subprocess.run([py, "-c", "import xpcscorr"], capture_output=True)
     if r.returncode != 0:
-        r = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "xpcs-correlator"],
+        r = subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "xpcs-correlator"],
                            capture_output=True, text=True)
         if r.returncode != 0:
             print(f"  xpcs-correlator not installable ({r.stderr.strip().splitlines()[-1:]}); baseline skipped")
             return None
-    return str(py)
+    return py
+
+
+#: boost-corr 0.1.7 declares Python >= 3.12 but runs on 3.11; its declared dependencies
+#: (torchvision, scikit-image, nvidia-ml-py, matplotlib, ...) serve its GUI, GPU scheduler
+#: and file readers, not the two-time correlator, so it goes in with --no-deps and these.
+BOOSTCORR = "boost-corr==0.1.7"
+BOOSTCORR_TORCH = "torch==2.13.0"
+BOOSTCORR_DEPS = ["filelock", "typing-extensions", "sympy", "networkx", "jinja2", "fsspec",  # torch's
+                  "tqdm", "scipy", "h5py"]  # boost_corr's imports on the two-time path
+BOOSTCORR_CHECK = ("import torch, boost_corr, boost_corr.xpcs_aps_8idi.xpcs_qpartitionmap; "
+                   "assert float(torch.ones(4) @ torch.ones(4)) == 4.0")
+
+
+def boostcorr_python(workdir: Path) -> str | None:
+    """Python of a venv (this interpreter's packages visible) with boost_corr and CPU torch, or None with a message.
+
+    torch goes in first with --no-deps (the CPU build needs none of the nvidia-* CUDA wheels
+    PyPI's default Linux torch depends on); only when that one cannot import and multiply
+    on the CPU is it reinstalled with its dependencies (several GB).
+    """
+    py = side_venv(workdir / "boostcorr-venv", "boost_corr")
+    if py is None:
+        return None
+    if subprocess.run([py, "-c", BOOSTCORR_CHECK], capture_output=True).returncode == 0:
+        return py
+
+    def pip(*args: str) -> str | None:
+        r = subprocess.run([py, "-m", "pip", "install", "-q", *args], capture_output=True, text=True)
+        return None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["?"])[-1]
+
+    torch_ok = [py, "-c", "import torch; assert float(torch.ones(4) @ torch.ones(4)) == 4.0"]
+    steps = [("--no-deps", BOOSTCORR_TORCH), tuple(BOOSTCORR_DEPS),
+             ("--no-deps", "--ignore-requires-python", BOOSTCORR)]
+    for i, step in enumerate(steps):
+        err = pip(*step)
+        if err is not None:
+            print(f"  boost_corr: pip install {' '.join(step)} failed ({err}); baseline skipped")
+            return None
+        if i == 1 and subprocess.run(torch_ok, capture_output=True).returncode != 0:
+            print(f"  boost_corr: {BOOSTCORR_TORCH} does not run without its dependencies; "
+                  "installing them (nvidia-* wheels, several GB)", flush=True)
+            err = pip(BOOSTCORR_TORCH)
+            if err is not None:
+                print(f"  boost_corr: pip install {BOOSTCORR_TORCH} failed ({err}); baseline skipped")
+                return None
+    r = subprocess.run([py, "-c", BOOSTCORR_CHECK], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"  boost_corr installed but does not import ({(r.stderr.strip().splitlines() or ['?'])[-1]}); "
+              "baseline skipped")
+        return None
+    return py
 
 
 def shape_of(scale: float) -> tuple[int, int]:
@@ -232,7 +348,33 @@ def bench_dense(args) -> dict:
           f"({T * ny * nx / dt:.3g} frame*pixel/s)\n    {out.strip().splitlines()[-1]}")
     print(f"    numpy float32 X @ X.T process {bt:.2f} s ({base}); ratio numpy process / daskxpcs = "
           f"{bt / dt:.2f}x, numpy matmul alone / daskxpcs = {mm / dt:.2f}x (target >= 1.3x)")
-    return {"daskxpcs_s": dt, "numpy_s": bt, "numpy_matmul_s": mm, "ratio": bt / dt}
+    res = {"daskxpcs_s": dt, "numpy_s": bt, "numpy_matmul_s": mm, "ratio": bt / dt}
+    py = boostcorr_python(args.workdir)
+    if py is not None:
+        check_bin, c2_file = N_Q // 2, args.workdir / "boostcorr_c2.npy"
+        c2_file.unlink(missing_ok=True)
+        try:
+            bt, _, bout = run_timed([py, "-c", BASELINE_BOOSTCORR, str(store), str(args.workdir),
+                                     str(check_bin), str(c2_file)])
+        except RuntimeError as exc:
+            print(f"    boost_corr baseline failed, skipped: {str(exc).strip().splitlines()[-1]}")
+            return res
+        print(f"    {BOOSTCORR} (TwotimeCorrelator, torch CPU, dense C of all {N_Q} bins): {bt:.2f} s   "
+              f"{[ln for ln in bout.splitlines() if ln.startswith('BASE')]}")
+        print(f"    ratio boost_corr / daskxpcs = {bt / dt:.2f}x (target >= 2x)")
+        res.update(boostcorr_s=bt, boostcorr_ratio=bt / dt)
+        try:  # same numbers? boost_corr keeps the upper triangle (i <= j) of C
+            import zarr
+
+            iu = np.triu_indices(T)
+            ours = zarr.open_group(str(args.workdir / "out_dense.zarr"), mode="r")["ttcf"][check_bin][iu]
+            rel = np.abs(np.load(c2_file)[iu].astype(np.float64) - ours) / np.abs(ours)
+            print(f"    check: q-bin {check_bin} C(t1 <= t2), boost_corr vs daskxpcs ttcf: max |rel diff| "
+                  f"{np.nanmax(rel):.1e}, mean {np.nanmean(rel):.1e}")
+            res.update(boostcorr_check_max_rel=float(np.nanmax(rel)))
+        except Exception as exc:
+            print(f"    check of boost_corr against daskxpcs ttcf failed: {exc!r}")
+    return res
 
 
 def bench_memory(args) -> dict:

@@ -558,6 +558,14 @@ class ScanStore:
         self.t_block = int(self.attrs["t_block"])
         self.p_tile = int(self.attrs["p_tile"])
         self.n_pixels = int(group["pixels"].shape[0])
+        self._arrays: dict[str, zarr.Array] = {}
+
+    def _array(self, name: str) -> zarr.Array:
+        """A stored array by path, its metadata read once (many tile reads hit the same arrays)."""
+        arr = self._arrays.get(name)
+        if arr is None:
+            arr = self._arrays[name] = self._g[name]
+        return arr
 
     # image-sized arrays load on first use: a store sent to many tasks stays cheap
     @functools.cached_property
@@ -604,7 +612,7 @@ class ScanStore:
         t0, t1, p0, p1 = int(t0), int(t1), int(p0), int(p1)
         self._check(t0, t1, p0, p1)
         if self.layout == "dense":
-            return self._g["dense"][t0:t1, p0:p1].astype(np.float32)
+            return self._array("dense")[t0:t1, p0:p1].astype(np.float32)
         out = np.zeros((t1 - t0, p1 - p0), np.float32)
         ptr, frame, count = self.read_events(t0, t1, p0, p1)
         pix = np.repeat(np.arange(p1 - p0), np.diff(ptr))
@@ -634,12 +642,11 @@ class ScanStore:
             return ptr, frame, count
         parts = []
         for i in self._blocks(t0, t1):
-            b = self._g[f"events/b{i}"]
-            ptr = b["ptr"][p0:p1 + 1]
+            ptr = self._array(f"events/b{i}/ptr")[p0:p1 + 1]
             e0, e1 = int(ptr[0]), int(ptr[-1])
             ptr = ptr - e0
-            fr = b["frame"][e0:e1] if e1 > e0 else np.zeros(0, np.int32)
-            cn = b["count"][e0:e1] if e1 > e0 else np.zeros(0, np.int32)
+            fr = self._array(f"events/b{i}/frame")[e0:e1] if e1 > e0 else np.zeros(0, np.int32)
+            cn = self._array(f"events/b{i}/count")[e0:e1] if e1 > e0 else np.zeros(0, np.int32)
             if t0 > i * self.t_block or t1 < (i + 1) * self.t_block:  # a block cut by [t0, t1)
                 keep = (fr >= t0) & (fr < t1)
                 kept = np.zeros(len(keep) + 1, np.int64)

@@ -59,7 +59,7 @@ def event_pairs(ev_i: tuple, ev_j: tuple, layout: TileLayout, a: tuple[int, int]
     ptr_i, fr_i, ct_i = ev_i
     ptr_j, fr_j, ct_j = ev_j
     upper = ev_i is ev_j and a == b
-    _event_pairs(ptr_i, fr_i.astype(np.int64), ct_i, ptr_j, fr_j.astype(np.int64), ct_j, slot, a0, b0, upper, num)
+    _event_pairs(ptr_i, fr_i, ct_i, ptr_j, fr_j, ct_j, slot, a0, b0, upper, num)
     if upper:  # a diagonal block is symmetric: mirror the upper triangle, count t1 == t2 once
         num += num.transpose(0, 2, 1)
         d = np.arange(a1 - a0)
