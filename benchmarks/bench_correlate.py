@@ -11,6 +11,21 @@ Commands (``--scale s`` multiplies the detector side, ``--frames`` overrides T):
         1.0 ph/px/frame, same shape: ``daskxpcs correlate`` against one float32 numpy
         X @ X.T over the same pixels (its process reads the store's counts first; the
         product alone is printed too). Target: >= 1.3x.
+        Second baseline: APS boost_corr's CPU two-time correlator (TwotimeCorrelator, torch
+        on "cpu", dense C of all 10 q-bins plus its g2 and SAXS by-products, every bin's C
+        turned into numpy). Its process reads the store and writes boost_corr's own q-map
+        HDF5 file (dynamic = static map = the store's q-bins, cropped to them) in a temp
+        dir under WORKDIR, then feeds the counts frame block by frame block, as its dataset
+        loaders do. Target: boost_corr / daskxpcs >= 2x. It then checks one q-bin's C
+        (t1 <= t2: boost_corr keeps the upper triangle) against daskxpcs's ``ttcf``: both
+        are C = N sum_p I_t1 I_t2 / (S_t1 S_t2) over the bin's N pixels, diagonal included.
+        Installed once into a venv under WORKDIR/boostcorr-venv (system site packages plus
+        this interpreter's): ``pip install --no-deps torch==2.13.0`` (a CPU build where
+        pip's find-links offer one; PyPI's default CUDA build cannot import without its
+        nvidia-* dependencies, which are then installed too, several GB), torch's pure-Python
+        dependencies, tqdm, scipy, h5py, then ``pip install --no-deps
+        --ignore-requires-python boost-corr==0.1.7`` (it declares Python >= 3.12 but runs on
+        3.11); skipped with a message when it cannot be installed or run.
     python benchmarks/bench_correlate.py memory  [--scale 1] [--frames 14000]
         peak RSS of ``daskxpcs correlate`` on a 0.01 ph/px/frame scan.
     python benchmarks/bench_correlate.py scaling [--scale 1] [--frames 2000]
@@ -265,9 +280,11 @@ BOOSTCORR_CHECK = ("import torch, boost_corr, boost_corr.xpcs_aps_8idi.xpcs_qpar
 def boostcorr_python(workdir: Path) -> str | None:
     """Python of a venv (this interpreter's packages visible) with boost_corr and CPU torch, or None with a message.
 
-    torch goes in first with --no-deps (the CPU build needs none of the nvidia-* CUDA wheels
-    PyPI's default Linux torch depends on); only when that one cannot import and multiply
-    on the CPU is it reinstalled with its dependencies (several GB).
+    torch goes in first with --no-deps: a CPU build (torch-2.13.0+cpu, where pip's
+    find-links offer one) needs none of the nvidia-* CUDA wheels. PyPI's default Linux
+    wheel is a CUDA build that cannot import without them (libcudnn.so.9 missing); only
+    when torch cannot import and multiply on the CPU is it reinstalled with its
+    dependencies (several GB).
     """
     py = side_venv(workdir / "boostcorr-venv", "boost_corr")
     if py is None:
@@ -363,7 +380,7 @@ def bench_dense(args) -> dict:
               f"{[ln for ln in bout.splitlines() if ln.startswith('BASE')]}")
         print(f"    ratio boost_corr / daskxpcs = {bt / dt:.2f}x (target >= 2x)")
         res.update(boostcorr_s=bt, boostcorr_ratio=bt / dt)
-        try:  # same numbers? boost_corr keeps the upper triangle (i <= j) of C
+        try:  # same numbers? boost_corr keeps the upper triangle (t1 <= t2) of C
             import zarr
 
             iu = np.triu_indices(T)
@@ -374,6 +391,8 @@ def bench_dense(args) -> dict:
             res.update(boostcorr_check_max_rel=float(np.nanmax(rel)))
         except Exception as exc:
             print(f"    check of boost_corr against daskxpcs ttcf failed: {exc!r}")
+        finally:
+            c2_file.unlink(missing_ok=True)
     return res
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -156,5 +158,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
+def entry() -> None:
+    """Console-script entry point: run :func:`main`, then leave without interpreter teardown.
+
+    Every output is written and closed when ``main`` returns (clusters too, by their
+    context managers); the teardown of numba, zarr and dask that ``sys.exit`` would
+    run costs 0.3 to 0.5 s on 2 cores and keeps nothing.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

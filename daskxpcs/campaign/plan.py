@@ -4,15 +4,19 @@ Reports the number of scans and tasks, the data volume (raw bytes on disk, frame
 pixels, TTCF bytes to write), the expected peak memory per worker from the block
 sizes, and the expected wall time on 1, 8 and 64 workers.
 
-Time model: ``time(W) = frames*pixels / (R * min(W, parallel tasks)) + n_scans * c0 / min(W, max_in_flight)``
+Time model::
+
+    time(W) = (frames*pixels / R + ttcf_bytes / B) / min(W, parallel tasks)
+              + n_scans * c0 / min(W, max_in_flight)
+
 with ``R`` the conversion + correlation throughput in frame-pixels per second per worker
-(one worker = one thread) and ``c0`` the per-scan analysis time (KWW fits, structure; run
-``max_in_flight`` scans at a time). Both come from the ``summary.json`` of an earlier run
-in the output folder when there is one (its wall time split by its per-stage times),
-else from ``DEFAULT_THROUGHPUT`` / ``DEFAULT_SCAN_OVERHEAD_S``, measured with
-``benchmarks/bench_archive.py`` on a 2-core machine (see its docstring). The model is
-linear in frames x pixels; the TTCF's T^2 cost makes it optimistic for scans much longer
-than the calibration run (the benchmark prints actual / projected).
+(one worker = one thread), ``B`` the TTCF bytes per second per worker (the work that grows
+as T^2: writing the two-time maps and the event pairs behind them) and ``c0`` the per-scan
+analysis time (KWW fits, structure; run ``max_in_flight`` scans at a time). ``R`` and ``c0``
+come from the ``summary.json`` of an earlier run in the output folder when there is one
+(its wall time split by its per-stage times, less its TTCF term), else from
+``DEFAULT_THROUGHPUT`` / ``DEFAULT_SCAN_OVERHEAD_S``; ``B`` is ``DEFAULT_TTCF_RATE``. All
+were measured on a 2-core machine (see the constants).
 
 Tasks and memory follow the block sizes of ``conversions`` and ``daskxpcs.graph``; the
 photon density (which picks the layouts and the pixel tiles) is sampled from two frames of
@@ -35,15 +39,18 @@ import numpy as np
 from daskxpcs.campaign.manifest import Manifest
 from daskxpcs.campaign.state import file_stat
 
-__all__ = ["Plan", "plan_campaign", "format_plan", "DEFAULT_THROUGHPUT", "DEFAULT_SCAN_OVERHEAD_S", "WORKERS"]
+__all__ = ["Plan", "plan_campaign", "format_plan", "DEFAULT_THROUGHPUT", "DEFAULT_SCAN_OVERHEAD_S",
+           "DEFAULT_TTCF_RATE", "WORKERS"]
 
 # Conversion + correlation, frame-pixels per second per worker thread, and analysis seconds
-# per scan, measured by benchmarks/bench_archive.py (threads, 2 shared cores, 6 scans of
-# 512 x 512): --scale 0.25 (1000 frames) gave 4.26e7 and 1.1 s; --scale 0.1 (400 frames)
-# 1.98e7 and 1.5 s. Fixed per-scan costs dominate such small scans, so the larger run is
-# the better guide for archive-sized ones.
-DEFAULT_THROUGHPUT = 4.0e7
-DEFAULT_SCAN_OVERHEAD_S = 1.1
+# per scan, measured by `benchmarks/bench_archive.py --scale 0.1 --isobars 2` (threads,
+# 2 shared cores, 12 scans of 400 x 512 x 512, their TTCF term taken off).
+DEFAULT_THROUGHPUT = 9.0e7
+DEFAULT_SCAN_OVERHEAD_S = 0.4
+# TTCF bytes per second per worker thread: `benchmarks/bench_correlate.py memory` against
+# `sparse` (14 000 and 2 000 frames of 1024 x 1024 at 0.01 ph/px/frame: 8.6 GB and 176 MB
+# of TTCF, 68 s and 2.9 s on 2 threads).
+DEFAULT_TTCF_RATE = 7.7e7
 DEFAULT_DENSITY = 0.01  # photons / pixel / frame, sparse 21 keV XPCS
 WORKERS = (1, 8, 64)
 WORKER_BASE_BYTES = 300 * 2**20  # an idle Dask worker process with numba/zarr loaded
@@ -118,8 +125,9 @@ class Plan:
 
     def time_s(self, workers: int) -> float:
         """Expected wall time (s) on ``workers`` worker threads."""
-        blocks = self.frame_pixels / (self.throughput * min(workers, self.parallel_tasks()))
-        return blocks + len(self.scans) * self.scan_overhead_s / min(workers, self.max_in_flight)
+        work = self.frame_pixels / self.throughput + self.ttcf_bytes / DEFAULT_TTCF_RATE
+        return work / min(workers, self.parallel_tasks()) + len(self.scans) * self.scan_overhead_s / min(
+            workers, self.max_in_flight)
 
 
 def _calibration(out: Path | None) -> tuple[float, float, str]:
@@ -135,9 +143,12 @@ def _calibration(out: Path | None) -> tuple[float, float, str]:
             blocks, analyse = float(st["convert_s"]) + float(st["correlate_s"]), float(st["analyse_s"])
             n = int(s["n_scans"]) - int(s.get("n_resumed", 0)) - len(s.get("failed_scans", []))
             in_flight = int(s["parameters"].get("max_in_flight", 1))
+            ttcf_s = float(s.get("ttcf_bytes_written", 0)) / DEFAULT_TTCF_RATE
             if fp > 0 and wall > 0 and workers > 0 and blocks > 0 and n > 0:
                 frac = blocks / (blocks + analyse)
-                thr = fp / (wall * frac * workers)
+                # worker-seconds of the blocks, less what the TTCF term accounts for
+                linear = wall * frac * workers - ttcf_s
+                thr = fp / (linear if linear > 0.1 * wall * frac * workers else wall * frac * workers)
                 c0 = wall * (1 - frac) * min(workers, in_flight) / n
                 return thr, c0, f"measured by the earlier run in {p}"
         except (OSError, KeyError, TypeError, ValueError, ZeroDivisionError):
@@ -214,7 +225,11 @@ def _scan_blocks(n_frames: int, shape, itemsize: int, P: int, n_q: int, density:
     n_t = math.ceil(n_frames / tb)
     pairs = n_t * (n_t + 1) // 2
     if sparse:
-        tile_bytes = int(min(gc.EVENTS_PER_PAIR, 2 * density * tb * p_tile)) * 16
+        # a tile's time-block loads stay alive while their rows and columns of pairs run
+        # (4 bytes an event, 4 a pixel offset), beside one lag-statistics read of a pixel chunk
+        px = min(p_tile, P)
+        loads = density * n_frames * px * 4 + n_t * px * 4
+        tile_bytes = int(loads + min(gc.EVENTS_PER_CHUNK, density * n_frames * P) * 24)
     else:
         tile_bytes = 2 * tb * p_tile * 4
     n_p = math.ceil(P / p_tile)

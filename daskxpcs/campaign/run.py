@@ -383,8 +383,10 @@ def _summary(man: Manifest, out: Path, outcomes: list[ScanOutcome], camp: dict, 
             for k, v in o.timings.items():
                 if k.endswith("_s") and "." not in k:
                     stage_totals[k] = stage_totals.get(k, 0.0) + float(v)
-    frame_pixels = sum((o.scan.n_frames or 0) * math.prod(o.scan.frame_shape or (0,)) for o in outcomes
-                       if o.ok and not o.resumed)
+    done = [o for o in outcomes if o.ok and not o.resumed]
+    frame_pixels = sum((o.scan.n_frames or 0) * math.prod(o.scan.frame_shape or (0,)) for o in done)
+    ttcf_bytes = sum(4 * len(man.geometry_of(o.scan).q_edges) * ((o.scan.n_frames or 0) // params["ttcf_bin"]) ** 2
+                     for o in done)  # (n_q + 1) float32 T' x T' maps
     reasons = {}
     for o in outcomes:
         for r in o.rows:
@@ -405,6 +407,7 @@ def _summary(man: Manifest, out: Path, outcomes: list[ScanOutcome], camp: dict, 
         "failed_isobars": camp["failed"],
         "timings_s": {**timings, "stages": stage_totals, "per_scan": per_scan},
         "frame_pixels_processed": frame_pixels,
+        "ttcf_bytes_written": ttcf_bytes,
         "fit_reasons": reasons,
         "structure_slopes": slopes,
     }

@@ -2,20 +2,21 @@
 
 Tasks run over (pixel tile x time-block pair), upper triangle only::
 
-    loads          per sparse (tile, time block): its photon events, read once
-    tile stats     per sparse tile: frame sums S (n_q, T) and lag statistics, joining the
-                   tile's loads pixel chunk by pixel chunk
+    loads          per sparse (tile, time block): its photon events, read once, and the
+                   block's frame sums S (n_q, tb) from them
+    tile stats     per pixel chunk of a sparse tile: lag statistics, its events over the
+                   whole scan read at once (EVENTS_PER_CHUNK at most)
     pairs          per (tile, ti <= tj): numerator {bin: (tb, tb)}; dense tiles also give
                    a per-pixel lag partial and, on the diagonal, the frame sums of block ti
     numerators     per (ti, tj): binary tree of in-place adds over tiles
-    write          per (ti, tj): C = N / (S1 S2), ttcf block and its mirror -> zarr,
-                   diagonal statistics of C
+    frame sums     per time block: binary tree over tiles
+    write          per (ti, tj), once its numerator and the sums of ti and tj are done:
+                   C = N / (S1 S2), ttcf block and its mirror -> zarr, diagonal statistics of C
     lag stats      per dense tile: tree over its pairs -> per-bin sums; tree over tiles
     finalise       g2, g2_err, g2_age, c_diag_*, intensity -> zarr, ``complete``
 
-No task holds more than one tile x two time blocks, or one (n_q+1, tb, tb) block, except
-a sparse tile's statistics task, which sees the tile's loads over the whole scan: sparse
-tiles are sized to hold at most EVENTS_PER_TILE events over the scan.
+No task holds more than one tile x two time blocks, one (n_q+1, tb, tb) block, or
+EVENTS_PER_CHUNK events of a tile over the scan.
 """
 
 from __future__ import annotations
@@ -46,12 +47,9 @@ DEFAULT_T_BLOCK = 512
 DENSE_T_BLOCK = 1024
 DENSE_P_TILE = 8192
 #: Events one sparse pair task may hold (two time blocks of one tile).
-EVENTS_PER_PAIR = 8_000_000
-#: Events of one sparse tile over the whole scan: its time-block loads are all alive
-#: when its statistics task joins them, so this bounds memory whatever T is.
-EVENTS_PER_TILE = 32_000_000
-#: Events the statistics task joins across time blocks at once.
-EVENTS_PER_CHUNK = 4_000_000
+EVENTS_PER_PAIR = 16_000_000
+#: Events of the whole scan one lag-statistics task reads (a pixel chunk of a tile).
+EVENTS_PER_CHUNK = 8_000_000
 
 
 @dataclass
@@ -134,13 +132,11 @@ def choose_blocks(n_frames: int, n_pixels: int, density: float, *, engine: str =
     t_block = math.ceil(t_block / ttcf_bin) * ttcf_bin
     if p_tile is None:
         if sparse:
-            # Large tiles amortise the (tb, tb) numerator and the store's per-read latency;
-            # a pair task holds the tile's events of two blocks only.
-            want = 32.0 / max(density, 1e-6) ** 2
-            cap = min(EVENTS_PER_PAIR / max(2 * density * t_block, 1e-9),
-                      EVENTS_PER_TILE / max(density * n_frames, 1e-9))
-            # at least 4 tiles when the detector allows, so whole-scan tile statistics run in parallel
-            p_tile = int(max(DENSE_P_TILE, min(want, cap, math.ceil(n_pixels / 4))))
+            # As few tiles as a pair task's events allow: every tile's partial numerators of
+            # a block pair wait for the other tiles' before they are written, so more tiles
+            # keep more (tb, tb) blocks alive; large tiles also amortise the numerator's
+            # zeroing and the store's per-read latency. Pairs give the parallelism.
+            p_tile = int(max(DENSE_P_TILE, EVENTS_PER_PAIR / max(2 * density * t_block, 1e-9)))
         else:
             p_tile = DENSE_P_TILE
         base = max(1, int(store_p_tile))
@@ -242,20 +238,25 @@ def build_graph(plan: CorrelationPlan, out, *, mark_complete: bool = True) -> De
     g = max(1, plan.dense_group)
     supers = [list(range(k, min(len(blocks), k + g))) for k in range(0, len(blocks), g)]
     groups = [(a, b) for a in range(len(supers)) for b in range(a, len(supers))]
-    s_parts, lag_parts = [], []
+    lag_parts = []
+    s_parts: list[list] = [[] for _ in blocks]  # per time block: its frame sums, one part per tile
     num_parts: dict[tuple[int, int], list] = {p: [] for p in pairs}
     for t, ((p0, p1), eng) in enumerate(zip(plan.tiles, plan.engines)):
         layout = const(K.tile_layout(plan.labels[p0:p1], plan.n_q), f"xpcs-layout-{t}")
         if eng == "events":
-            # each (tile, block) is read once and shared by the pairs and the tile statistics
+            # each (tile, block) is read once and shared by the pairs and the block's frame sums
             loads = [delayed(tasks.read_events, pure=True)(plan.store_path, blk, p0, p1,
                                                            dask_key_name=f"xpcs-evload-{tag}-{t}-{i}")
                      for i, blk in enumerate(blocks)]
-            st = delayed(tasks.events_tile_stats, pure=True)(
-                loads, p0, _event_chunks(plan.rate[p0:p1] * T, p0), layout, T, lags, lagidx, win_of, n_win,
-                dask_key_name=f"xpcs-evstats-{tag}-{t}")
-            s_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 0, dask_key_name=f"xpcs-s-{tag}-{t}"))
-            lag_parts.append(delayed(tasks.split_tile_stats, pure=True)(st, 1, dask_key_name=f"xpcs-lag-{tag}-{t}"))
+            for i, blk in enumerate(blocks):
+                s_parts[i].append(delayed(tasks.event_block_sums, pure=True)(
+                    loads[i], layout, blk, dask_key_name=f"xpcs-evsum-{tag}-{t}-{i}"))
+            # whole-scan lag statistics read the tile again, one task per bounded pixel chunk,
+            # so that no task waits for (and keeps) every load of the tile
+            for c, (c0, c1) in enumerate(_event_chunks(plan.rate[p0:p1] * T, p0)):
+                lag_parts.append(delayed(tasks.events_tile_stats, pure=True)(
+                    plan.store_path, p0, c0, c1, layout, T, lags, lagidx, win_of, n_win,
+                    dask_key_name=f"xpcs-evstats-{tag}-{t}-{c}"))
             for i, j in pairs:
                 num_parts[(i, j)].append(delayed(K.event_pairs, pure=True)(
                     loads[i], loads[j], layout, blocks[i], blocks[j],
@@ -266,30 +267,34 @@ def build_graph(plan: CorrelationPlan, out, *, mark_complete: bool = True) -> De
             # diagonal so tree neighbours share lag ranges.
             for gi, gj in sorted(groups, key=lambda ij: (ij[1] - ij[0], ij[0])):
                 rows, cols = supers[gi], supers[gj]
-                nums, lag, s_part = delayed(tasks.dense_group, pure=True, nout=3)(
+                nums, lag, sums = delayed(tasks.dense_group, pure=True, nout=3)(
                     plan.store_path, p0, p1, layout, [blocks[i] for i in rows], [blocks[j] for j in cols],
-                    lags, edges, T, dask_key_name=f"xpcs-dgroup-{tag}-{t}-{gi}-{gj}")
+                    lags, edges, dask_key_name=f"xpcs-dgroup-{tag}-{t}-{gi}-{gj}")
                 for i in rows:
                     for j in cols:
                         if j >= i:
                             num_parts[(i, j)].append(delayed(tasks.pick, pure=True)(
                                 nums, (blocks[i], blocks[j]), dask_key_name=f"xpcs-dpair-{tag}-{t}-{i}-{j}"))
+                    if gi == gj:
+                        s_parts[i].append(delayed(tasks.pick, pure=True)(
+                            sums, blocks[i], dask_key_name=f"xpcs-dsum-{tag}-{t}-{i}"))
                 tile_lag.append(lag)
-                if gi == gj:
-                    s_parts.append(s_part)
             part = tree_reduce(tile_lag, K.add_lag, f"xpcs-lagtree-{tag}-{t}")
             lag_parts.append(delayed(tasks.finish_lag, pure=True)(part, layout, n_lag,
                                                                   dask_key_name=f"xpcs-lag-{tag}-{t}"))
 
     if not plan.tiles:
         raise InputError(f"{plan.store_path}: no valid pixel in any q-bin")
-    s_full = tree_reduce(s_parts, K.add_arrays, f"xpcs-stree-{tag}")
+    # frame sums per time block: a TTCF block waits only for the tiles' sums of its own two
+    # blocks, never for the whole scan, so finished numerators are written (and freed) early
+    s_block = [tree_reduce(parts, K.add_arrays, f"xpcs-stree-{tag}-{i}") for i, parts in enumerate(s_parts)]
+    s_full = delayed(tasks.join_blocks, pure=True)(s_block, dask_key_name=f"xpcs-sfull-{tag}")
     lag_stats = tree_reduce(lag_parts, K.add_arrays, f"xpcs-lagall-{tag}")
     c_parts = []
     for i, j in pairs:
         num = tree_reduce(num_parts[(i, j)], K.add_num, f"xpcs-numtree-{tag}-{i}-{j}")
         c_parts.append(delayed(output.normalise_and_write, pure=True)(
-            num, s_full, n_pix, blocks[i], blocks[j], lags, spec, fb, n_binned, ready,
+            num, s_block[i], s_block[j], n_pix, blocks[i], blocks[j], lags, spec, fb, n_binned, ready,
             dask_key_name=f"xpcs-write-{tag}-{i}-{j}"))
     c_stats = tree_reduce(c_parts, K.add_arrays, f"xpcs-ctree-{tag}")
     return delayed(output.finalise_output, pure=True)(

@@ -49,9 +49,12 @@ def init_output(spec: tuple, n_arrays: int, n_binned: int, tb_binned: int, attrs
     return True
 
 
-def normalise_and_write(num: dict, s_full: np.ndarray, n_pix: np.ndarray, a: tuple[int, int], b: tuple[int, int],
-                        lags: np.ndarray, spec: tuple, ttcf_bin: int, n_binned: int, ready: bool) -> np.ndarray:
+def normalise_and_write(num: dict, s_a: np.ndarray, s_b: np.ndarray, n_pix: np.ndarray, a: tuple[int, int],
+                        b: tuple[int, int], lags: np.ndarray, spec: tuple, ttcf_bin: int, n_binned: int,
+                        ready: bool) -> np.ndarray:
     """Normalise one reduced numerator block, write it (and its mirror) into ``ttcf``.
+
+    ``s_a``, ``s_b`` are the frame sums (n_q, a1 - a0), (n_q, b1 - b0) of blocks a and b.
 
     Returns
     -------
@@ -69,7 +72,7 @@ def normalise_and_write(num: dict, s_full: np.ndarray, n_pix: np.ndarray, a: tup
     # float32 block of every bin (n_q + 1 blocks of tb x tb): written in one call, so
     # that zarr encodes and stores its chunks together
     out = np.empty((len(n_pix) + 1, rows, cols), np.float32) if write else None
-    for bn, c in K.normalise_bins(num, s_full[:, a0:a1], s_full[:, b0:b1], n_pix, (a1 - a0, b1 - b0)):
+    for bn, c in K.normalise_bins(num, s_a, s_b, n_pix, (a1 - a0, b1 - b0)):
         stats[:, bn:bn + 1] = K.c_diag_stats(c, a0, b0, lags)
         if write:
             out[bn:bn + 1] = K.bin_block(c, rows, cols, ttcf_bin)

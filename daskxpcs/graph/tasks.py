@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from conversions.store import ScanStore, merge_event_blocks, open_scan_store
+from conversions.store import ScanStore, open_scan_store
 from daskxpcs import kernels as K
 
-__all__ = ["open_store", "events_tile_stats", "dense_group", "read_events", "finish_lag"]
+__all__ = ["open_store", "events_tile_stats", "event_block_sums", "join_blocks", "dense_group", "read_events",
+           "finish_lag"]
 
 
 @functools.lru_cache(maxsize=8)
@@ -29,44 +30,42 @@ def open_store(path: str) -> ScanStore:
     return _open_cached(str(path), stamp)
 
 
-def events_tile_stats(loads: list[tuple], p0: int, chunks: list[tuple[int, int]], layout: K.TileLayout,
-                      n_frames: int, lags: np.ndarray, lagidx: np.ndarray, win_of: np.ndarray,
-                      n_win: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frame sums (n_q, T) and lag statistics (2, n_win+1, n_q, n_lag) of one sparse tile.
+def events_tile_stats(path: str, p0: int, c0: int, c1: int, layout: K.TileLayout, n_frames: int,
+                      lags: np.ndarray, lagidx: np.ndarray, win_of: np.ndarray, n_win: int) -> np.ndarray:
+    """Lag statistics (2, n_win+1, n_q, n_lag) of stored pixels [c0, c1) over the whole scan.
 
-    ``loads`` are the tile's events per time block, in time order (the results of
-    :func:`read_events` that its pair tasks share, so nothing is read twice). The tile
-    starts at stored pixel ``p0``; its pixels are joined across blocks in the pixel
-    ``chunks`` [c0, c1) (planned to hold a bounded number of events each).
+    The pixels belong to the tile that starts at stored pixel ``p0`` (``layout``).
     """
     n_q = len(layout.bin_start) - 1
-    s = np.zeros((n_q, n_frames), np.float64)
-    stats = np.zeros((2, n_win + 1, n_q, len(lags)), np.float64)
-    for c0, c1 in chunks:
-        j0, j1 = c0 - p0, c1 - p0
-        parts = [(ptr[j0:j1 + 1] - ptr[j0], fr[ptr[j0]:ptr[j1]], ct[ptr[j0]:ptr[j1]]) for ptr, fr, ct in loads]
-        ev = merge_event_blocks(parts, j1 - j0)
-        s_c, stats_c = K.event_tile_stats(ev, layout.labels[j0:j1], n_q, n_frames, lags, lagidx, win_of, n_win)
-        s += s_c
-        stats += stats_c
-    return s, stats
+    ev = open_store(path).read_events(0, n_frames, c0, c1)
+    _, stats = K.event_tile_stats(ev, layout.labels[c0 - p0:c1 - p0], n_q, n_frames, lags, lagidx, win_of, n_win)
+    return stats
+
+
+def event_block_sums(ev: tuple, layout: K.TileLayout, block: tuple[int, int]) -> np.ndarray:
+    """Frame sums (n_q, t1 - t0) of one sparse tile's events of frames ``block``."""
+    return K.event_frame_sums(ev, layout.labels, len(layout.bin_start) - 1, block[0], block[1])
+
+
+def join_blocks(parts: list[np.ndarray]) -> np.ndarray:
+    """Per-block frame sums (n_q, tb_i) -> (n_q, T)."""
+    return np.concatenate(parts, axis=1)
 
 
 def dense_group(path: str, p0: int, p1: int, layout: K.TileLayout, rows: list[tuple[int, int]],
-                cols: list[tuple[int, int]], lags: np.ndarray, edges: np.ndarray,
-                n_frames: int) -> tuple[dict, tuple, np.ndarray | None]:
+                cols: list[tuple[int, int]], lags: np.ndarray, edges: np.ndarray) -> tuple[dict, tuple, dict]:
     """All block pairs (a in rows, b in cols, a <= b) of one tile, each block decoded once.
 
     Returns
     -------
     nums : {(a, b): {bin: (na, nb) float64}} numerator sums per block pair
     lag : per-pixel lag partial (lo, (n_win + 1, n, nv)) summed over the pairs
-    s : (n_q, T) frame sums of the diagonal blocks (zero elsewhere), or None off the diagonal
+    sums : {a: (n_q, na) float64} frame sums of the diagonal blocks a (a == b), else empty
     """
     st = open_store(path)
     xs = {blk: K.frame_major(st.read_dense(blk[0], blk[1], p0, p1), layout) for blk in dict.fromkeys(rows + cols)}
     xts = {blk: K.pixel_major(x) for blk, x in xs.items()}
-    nums, lag, s = {}, None, None
+    nums, lag, sums = {}, None, {}
     for a in rows:
         for b in cols:
             if b[0] < a[0]:
@@ -75,10 +74,8 @@ def dense_group(path: str, p0: int, p1: int, layout: K.TileLayout, rows: list[tu
             part = K.dense_lag_sums(xts[a], xts[b], a, b, lags, edges)
             lag = part if lag is None else K.add_lag(lag, part)
             if a == b:
-                if s is None:
-                    s = np.zeros((len(layout.bin_start) - 1, n_frames), np.float64)
-                s[:, a[0]:a[1]] = K.dense_frame_sums(xs[a], layout)
-    return nums, lag, s
+                sums[a] = K.dense_frame_sums(xs[a], layout)
+    return nums, lag, sums
 
 
 def pick(mapping: dict, key):
@@ -87,8 +84,9 @@ def pick(mapping: dict, key):
 
 
 def read_events(path: str, block: tuple[int, int], p0: int, p1: int) -> tuple:
-    """Photon events (ptr, frame, count) of stored pixels [p0, p1) in frames ``block``."""
-    return open_store(path).read_events(block[0], block[1], p0, p1)
+    """Photon events (ptr, frame, count) of stored pixels [p0, p1) in frames ``block``, compacted."""
+    st = open_store(path)
+    return K.compact_events(st.read_events(block[0], block[1], p0, p1), st.n_frames)
 
 
 def finish_lag(part: tuple, layout: K.TileLayout, n_lag: int) -> np.ndarray:
@@ -96,6 +94,3 @@ def finish_lag(part: tuple, layout: K.TileLayout, n_lag: int) -> np.ndarray:
     return K.lag_bin_stats(part, layout, n_lag)
 
 
-def split_tile_stats(pair: tuple, which: int):
-    """Element ``which`` of an ``events_tile_stats`` result."""
-    return pair[which]

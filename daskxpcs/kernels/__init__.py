@@ -14,12 +14,12 @@ from daskxpcs.kernels.diag import (
     tile_layout,
     window_edges,
 )
-from daskxpcs.kernels.events import event_frame_sums, event_pairs, event_tile_stats
+from daskxpcs.kernels.events import compact_events, event_frame_sums, event_pairs, event_tile_stats
 from daskxpcs.kernels.partials import add_arrays, add_lag, add_num, lag_bin_stats
 
 __all__ = [
-    "TileLayout", "add_arrays", "add_lag", "add_num", "bin_block", "c_diag_stats", "dense_frame_sums",
-    "dense_lag_sums", "dense_products", "event_frame_sums", "event_pairs", "event_tile_stats", "frame_major",
-    "g2_from_sums", "lag_bin_stats", "lag_index", "lag_ladder", "normalise_bins", "normalise_block",
+    "TileLayout", "add_arrays", "add_lag", "add_num", "bin_block", "c_diag_stats", "compact_events",
+    "dense_frame_sums", "dense_lag_sums", "dense_products", "event_frame_sums", "event_pairs", "event_tile_stats",
+    "frame_major", "g2_from_sums", "lag_bin_stats", "lag_index", "lag_ladder", "normalise_bins", "normalise_block",
     "pixel_labels", "pixel_major", "tile_layout", "window_edges",
 ]

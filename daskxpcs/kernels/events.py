@@ -12,7 +12,7 @@ from numba import njit
 
 from daskxpcs.kernels.diag import TileLayout
 
-__all__ = ["event_pairs", "event_frame_sums", "event_tile_stats"]
+__all__ = ["event_pairs", "event_frame_sums", "event_tile_stats", "compact_events"]
 
 
 @njit(nogil=True, cache=True)
@@ -24,10 +24,10 @@ def _event_pairs(ptr_i, frame_i, count_i, ptr_j, frame_j, count_j, slot, a0, b0,
         if s < 0:
             continue
         for e1 in range(ptr_i[p], ptr_i[p + 1]):
-            u = frame_i[e1] - a0
+            u = np.int64(frame_i[e1]) - a0
             c1 = np.float64(count_i[e1])
             for e2 in range(e1 if upper else ptr_j[p], ptr_j[p + 1]):
-                num[s, u, frame_j[e2] - b0] += c1 * np.float64(count_j[e2])
+                num[s, u, np.int64(frame_j[e2]) - b0] += c1 * np.float64(count_j[e2])
 
 
 def event_pairs(ev_i: tuple, ev_j: tuple, layout: TileLayout, a: tuple[int, int],
@@ -39,8 +39,9 @@ def event_pairs(ev_i: tuple, ev_j: tuple, layout: TileLayout, a: tuple[int, int]
 
     Parameters
     ----------
-    ev_i, ev_j : (ptr (pt+1,) int64, frame (E,) int32 absolute, count (E,) int32)
-        events of the tile's pixels in frames [a0, a1) and [b0, b1), CSR by pixel.
+    ev_i, ev_j : (ptr (pt+1,), frame (E,) absolute, count (E,)), any integer dtypes (see
+        :func:`compact_events`): events of the tile's pixels in frames [a0, a1) and
+        [b0, b1), CSR by pixel.
         For a diagonal block pass the same tuple twice: only t2 >= t1 is summed, then mirrored.
     layout : the tile's :class:`TileLayout` (pixel -> bin)
     a, b : (a0, a1), (b0, b1) frame ranges
@@ -74,15 +75,40 @@ def _event_frame_sums(ptr, frame, count, labels, t0, out):
         if lab < 0:
             continue
         for e in range(ptr[p], ptr[p + 1]):
-            out[lab, frame[e] - t0] += count[e]
+            out[lab, np.int64(frame[e]) - t0] += count[e]
 
 
 def event_frame_sums(ev: tuple, labels: np.ndarray, n_q: int, t0: int, t1: int) -> np.ndarray:
     """Photons per bin per frame of one tile's events in frames [t0, t1): (n_q, t1-t0) float64."""
     out = np.zeros((n_q, t1 - t0), np.float64)
     ptr, frame, count = ev
-    _event_frame_sums(ptr, frame.astype(np.int64), count, np.asarray(labels, np.int64), t0, out)
+    _event_frame_sums(ptr, frame, count, np.asarray(labels, np.int64), t0, out)
     return out
+
+
+def compact_events(ev: tuple, n_frames: int) -> tuple:
+    """The same CSR events in the smallest exact dtypes: 4 bytes an event instead of 8.
+
+    A time block's events stay in memory while every pair task of its row and column
+    runs, so their size sets the sparse engine's peak memory.
+
+    Parameters
+    ----------
+    ev : (ptr int64, frame int32 absolute, count int32)
+    n_frames : frames of the scan (frames fit uint16 when it is at most 65536)
+
+    Returns
+    -------
+    (ptr int32 or int64, frame uint16 or int32, count uint16 or int32), equal values
+    """
+    ptr, frame, count = ev
+    if len(ptr) and ptr[-1] < 2**31:
+        ptr = ptr.astype(np.int32)
+    if n_frames <= 2**16:
+        frame = frame.astype(np.uint16)
+    if not len(count) or count.max() < 2**16:
+        count = count.astype(np.uint16)
+    return ptr, frame, count
 
 
 @njit(nogil=True, cache=True)

@@ -73,11 +73,17 @@ def test_event_pairs_diagonal_block_mirrors_upper_triangle(scan, data):
     ev = csr(x[a0:a1], a0)
     got = K.event_pairs(ev, ev, lay, (a0, a1), (a0, a1))
     full = K.event_pairs(ev, csr(x[a0:a1], a0), lay, (a0, a1), (a0, a1))
+    small = K.compact_events(ev, T)  # the graph's loads: uint16 frames and counts, int32 offsets
+    assert [a.dtype for a in small] == [np.int32, np.uint16, np.uint16]
+    compact = K.event_pairs(small, small, lay, (a0, a1), (a0, a1))
+    sums = K.event_frame_sums(small, labels, n_q, a0, a1)
     for b in got:
         m = labels == b
         want = x[a0:a1, m].astype(np.float64) @ x[a0:a1, m].T.astype(np.float64)
         np.testing.assert_array_equal(got[b], want)
         np.testing.assert_array_equal(full[b], want)
+        np.testing.assert_array_equal(compact[b], want)
+        np.testing.assert_array_equal(sums[b], x[a0:a1, m].sum(axis=1))
 
 
 @settings(max_examples=25, deadline=None)
