@@ -13,7 +13,8 @@ from campaign_helpers import SHAPE, scan_entry, write_manifest
 
 from daskxpcs.campaign.manifest import load_manifest
 from daskxpcs.campaign.plan import (
-    DEFAULT_DENSITY, DEFAULT_SCAN_OVERHEAD_S, DEFAULT_THROUGHPUT, WORKERS, format_plan, plan_campaign,
+    DEFAULT_DENSITY, DEFAULT_SCAN_OVERHEAD_S, DEFAULT_THROUGHPUT, DEFAULT_TTCF_RATE, WORKERS, format_plan,
+    plan_campaign,
 )
 
 
@@ -53,8 +54,8 @@ def test_plan_numbers(tmp_path, monkeypatch):
     par = plan.parallel_tasks()
     assert par > 2
     for w in WORKERS:
-        assert plan.times_s[w] == pytest.approx(plan.frame_pixels / (DEFAULT_THROUGHPUT * min(w, par))
-                                                + 2 * DEFAULT_SCAN_OVERHEAD_S / min(w, 2))
+        work = plan.frame_pixels / DEFAULT_THROUGHPUT + 4 * 4 * (100**2 + 300**2) / DEFAULT_TTCF_RATE
+        assert plan.times_s[w] == pytest.approx(work / min(w, par) + 2 * DEFAULT_SCAN_OVERHEAD_S / min(w, 2))
     assert plan.peak_worker_bytes > plan.peak_task_bytes > 0
     text = format_plan(plan)
     for w in WORKERS:
