@@ -5,7 +5,7 @@ Tasks run over (pixel tile x time-block pair), upper triangle only::
     loads          per sparse (tile, time block): its photon events, read once, and the
                    block's frame sums S (n_q, tb) from them
     tile stats     per pixel chunk of a sparse tile: lag statistics, its events over the
-                   whole scan read at once (EVENTS_PER_CHUNK at most)
+                   whole scan joined from the tile's loads (EVENTS_PER_CHUNK at most)
     pairs          per (tile, ti <= tj): numerator {bin: (tb, tb)}; dense tiles also give
                    a per-pixel lag partial and, on the diagonal, the frame sums of block ti
     numerators     per (ti, tj): binary tree of in-place adds over tiles
@@ -15,8 +15,11 @@ Tasks run over (pixel tile x time-block pair), upper triangle only::
     lag stats      per dense tile: tree over its pairs -> per-bin sums; tree over tiles
     finalise       g2, g2_err, g2_age, c_diag_*, intensity -> zarr, ``complete``
 
-No task holds more than one tile x two time blocks, one (n_q+1, tb, tb) block, or
-EVENTS_PER_CHUNK events of a tile over the scan.
+No task allocates more than one (n_q+1, tb, tb) block, a tile's events of two time blocks,
+or EVENTS_PER_CHUNK events of a tile over the scan. The loads of a tile stay alive while its
+rows and columns of pairs run, so a scan's peak memory grows with its events (compacted to
+4 bytes each); sparse tiles are as large as EVENTS_PER_PAIR allows, so that few tiles'
+partial numerators wait for each other.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ DENSE_T_BLOCK = 1024
 DENSE_P_TILE = 8192
 #: Events one sparse pair task may hold (two time blocks of one tile).
 EVENTS_PER_PAIR = 16_000_000
-#: Events of the whole scan one lag-statistics task reads (a pixel chunk of a tile).
+#: Events of the whole scan one lag-statistics task joins (a pixel chunk of a tile).
 EVENTS_PER_CHUNK = 8_000_000
 
 
@@ -251,11 +254,11 @@ def build_graph(plan: CorrelationPlan, out, *, mark_complete: bool = True) -> De
             for i, blk in enumerate(blocks):
                 s_parts[i].append(delayed(tasks.event_block_sums, pure=True)(
                     loads[i], layout, blk, dask_key_name=f"xpcs-evsum-{tag}-{t}-{i}"))
-            # whole-scan lag statistics read the tile again, one task per bounded pixel chunk,
-            # so that no task waits for (and keeps) every load of the tile
+            # whole-scan lag statistics, one task per bounded pixel chunk, from the loads that
+            # the tile's pairs keep alive anyway
             for c, (c0, c1) in enumerate(_event_chunks(plan.rate[p0:p1] * T, p0)):
                 lag_parts.append(delayed(tasks.events_tile_stats, pure=True)(
-                    plan.store_path, p0, c0, c1, layout, T, lags, lagidx, win_of, n_win,
+                    loads, p0, c0, c1, layout, T, lags, lagidx, win_of, n_win,
                     dask_key_name=f"xpcs-evstats-{tag}-{t}-{c}"))
             for i, j in pairs:
                 num_parts[(i, j)].append(delayed(K.event_pairs, pure=True)(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conversions.store import ScanStore, open_scan_store
+from conversions.store import ScanStore, merge_event_blocks, open_scan_store
 from daskxpcs import kernels as K
 
 __all__ = ["open_store", "events_tile_stats", "event_block_sums", "join_blocks", "dense_group", "read_events",
@@ -30,15 +30,20 @@ def open_store(path: str) -> ScanStore:
     return _open_cached(str(path), stamp)
 
 
-def events_tile_stats(path: str, p0: int, c0: int, c1: int, layout: K.TileLayout, n_frames: int,
+def events_tile_stats(loads: list[tuple], p0: int, c0: int, c1: int, layout: K.TileLayout, n_frames: int,
                       lags: np.ndarray, lagidx: np.ndarray, win_of: np.ndarray, n_win: int) -> np.ndarray:
     """Lag statistics (2, n_win+1, n_q, n_lag) of stored pixels [c0, c1) over the whole scan.
 
-    The pixels belong to the tile that starts at stored pixel ``p0`` (``layout``).
+    ``loads`` are the events of the tile (which starts at stored pixel ``p0``) in every
+    time block, in time order: the results of :func:`read_events` that its pair tasks
+    share and keep anyway, so nothing is read twice. Pixels [c0, c1) are joined across
+    the blocks here.
     """
-    n_q = len(layout.bin_start) - 1
-    ev = open_store(path).read_events(0, n_frames, c0, c1)
-    _, stats = K.event_tile_stats(ev, layout.labels[c0 - p0:c1 - p0], n_q, n_frames, lags, lagidx, win_of, n_win)
+    j0, j1 = c0 - p0, c1 - p0
+    parts = [(ptr[j0:j1 + 1] - ptr[j0], fr[ptr[j0]:ptr[j1]], ct[ptr[j0]:ptr[j1]]) for ptr, fr, ct in loads]
+    ev = merge_event_blocks(parts, j1 - j0)
+    _, stats = K.event_tile_stats(ev, layout.labels[j0:j1], len(layout.bin_start) - 1, n_frames, lags, lagidx,
+                                  win_of, n_win)
     return stats
 
 
