@@ -43,10 +43,11 @@ __all__ = ["Plan", "plan_campaign", "format_plan", "DEFAULT_THROUGHPUT", "DEFAUL
            "DEFAULT_TTCF_RATE", "WORKERS"]
 
 # Conversion + correlation, frame-pixels per second per worker thread, and analysis seconds
-# per scan, measured by `benchmarks/bench_archive.py --scale 0.1 --isobars 2` (threads,
-# 2 shared cores, 12 scans of 400 x 512 x 512, their TTCF term taken off).
-DEFAULT_THROUGHPUT = 9.0e7
-DEFAULT_SCAN_OVERHEAD_S = 0.4
+# per scan, measured by `benchmarks/bench_archive.py --scale 0.25 --isobars 2` (threads,
+# 2 shared cores, 12 scans of 1000 x 512 x 512, their TTCF term taken off). The same with
+# --scale 0.1 (400 frames) gives 8.8e7 and 0.44 s: fixed per-scan costs weigh on short scans.
+DEFAULT_THROUGHPUT = 1.69e8
+DEFAULT_SCAN_OVERHEAD_S = 0.45
 # TTCF bytes per second per worker thread: `benchmarks/bench_correlate.py memory` against
 # `sparse` (14 000 and 2 000 frames of 1024 x 1024 at 0.01 ph/px/frame: 8.6 GB and 176 MB
 # of TTCF, 68 s and 2.9 s on 2 threads).
