@@ -3,9 +3,10 @@
 Products use blocks frame-major, as the store holds them: ``(t, nv)`` float32 with the
 tile's used pixels as columns, grouped by bin; a bin's columns are a strided view that
 BLAS reads in place. The per-pixel lag sums use one pixel-major copy of each block, so
-every sum over t is a contiguous dot product. ``numpy.matmul`` releases the GIL, so Dask threads run block products in
-parallel. Counts are integers, so float32 products are exact while a block's sums
-stay below 2**24; results are returned as float64 for the reductions.
+every sum over t is a contiguous dot product. ``numpy.matmul`` releases the GIL, so Dask
+threads run block products in parallel. Counts are integers, so float32 products are
+exact while a block's sums stay below 2**24; results are returned as float64 for the
+reductions.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from numba import njit
 from daskxpcs.kernels.diag import TileLayout, lag_range
 
 __all__ = ["frame_major", "pixel_major", "dense_products", "dense_lag_sums", "dense_frame_sums"]
+
 
 def frame_major(x: np.ndarray, layout: TileLayout) -> np.ndarray:
     """(t, pt) counts -> C-contiguous (t, nv) float32, the used pixels only, grouped by bin.
