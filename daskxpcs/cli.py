@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("outdir", type=Path)
     s.add_argument("--preset", default="small", help="small (default), demo, tiny or archive")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--generator", default="exact", choices=["exact", "renewal"],
+                   help="exact KWW speckle (default), or renewal: O(photons), exact for beta = 1 only")
 
     c = sub.add_parser("convert", help="convert a raw HDF5 scan into a Zarr scan store")
     c.add_argument("raw", type=Path)
@@ -100,7 +102,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         from daskxpcs.simulate import simulate_campaign
 
-        manifest = simulate_campaign(args.outdir, preset=args.preset, seed=args.seed)
+        manifest = simulate_campaign(args.outdir, preset=args.preset, seed=args.seed, method=args.generator)
         print(f"campaign manifest: {manifest}")
         return 0
     if args.command == "convert":
