@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conversions.errors import InputError
-from daskxpcs.cluster import SchedulerSpecError, parse_spec, scheduler_context, slurm_kwargs
+from daskxpcs.cluster import SchedulerSpecError, parse_spec, scheduler_context, single_blas_thread, slurm_kwargs
 
 sys.path.insert(0, str(Path(__file__).parent / "campaign"))
 from daskprocs import DaskProcesses, free_port  # noqa: E402
@@ -25,6 +25,23 @@ def _work():
 
 
 EXPECTED = float(np.sum(np.arange(10_000, dtype=np.float64) ** 2))
+
+
+def test_single_blas_thread_only_under_the_threaded_scheduler():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == {2}
+        for sched in (None, "threads"):
+            with single_blas_thread(sched):
+                assert blas_threads() == {1}
+            assert blas_threads() == {2}  # restored
+        for sched in ("synchronous", "processes"):
+            with single_blas_thread(sched):
+                assert blas_threads() == {2}
 
 
 @pytest.mark.parametrize("spec, parsed", [
