@@ -50,7 +50,8 @@ DEFAULT_THROUGHPUT = 1.69e8
 DEFAULT_SCAN_OVERHEAD_S = 0.45
 # TTCF bytes per second per worker thread: `benchmarks/bench_correlate.py memory` against
 # `sparse` (14 000 and 2 000 frames of 1024 x 1024 at 0.01 ph/px/frame: 8.6 GB and 176 MB
-# of TTCF, 68 s and 2.9 s on 2 threads).
+# of TTCF, 68 s and 2.9 s on 2 threads) while the sparse lag statistics still read the scan
+# a second time; they no longer do (49 s for the 14 000 frames), so this rate is cautious.
 DEFAULT_TTCF_RATE = 7.7e7
 DEFAULT_DENSITY = 0.01  # photons / pixel / frame, sparse 21 keV XPCS
 WORKERS = (1, 8, 64)
