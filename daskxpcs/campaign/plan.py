@@ -148,9 +148,9 @@ def _calibration(out: Path | None) -> tuple[float, float, str]:
             ttcf_s = float(s.get("ttcf_bytes_written", 0)) / DEFAULT_TTCF_RATE
             if fp > 0 and wall > 0 and workers > 0 and blocks > 0 and n > 0:
                 frac = blocks / (blocks + analyse)
-                # worker-seconds of the blocks, less what the TTCF term accounts for
-                linear = wall * frac * workers - ttcf_s
-                thr = fp / (linear if linear > 0.1 * wall * frac * workers else wall * frac * workers)
+                block_ws = wall * frac * workers  # worker-seconds of conversion + correlation
+                linear = block_ws - ttcf_s  # less what the TTCF term accounts for
+                thr = fp / (linear if linear > 0.1 * block_ws else block_ws)
                 c0 = wall * (1 - frac) * min(workers, in_flight) / n
                 return thr, c0, f"measured by the earlier run in {p}"
         except (OSError, KeyError, TypeError, ValueError, ZeroDivisionError):

@@ -33,7 +33,7 @@ import numpy as np
 from daskxpcs.atomic import atomic_open, atomic_write_text
 from daskxpcs.jsonsafe import json_safe
 from daskxpcs.simulate.geometry import Detector, make_detector
-from daskxpcs.simulate.scan import METHODS, ScanSpec, iter_scan_blocks, scan_truth, spec_dict
+from daskxpcs.simulate.scan import ScanSpec, check_method, iter_scan_blocks, scan_truth, spec_dict
 from daskxpcs.simulate.writers import write_bliss, write_eiger, write_lima, write_lima2_sparse
 
 FORMATS = ("lima", "bliss", "eiger", "lima2")
@@ -267,8 +267,7 @@ def simulate_campaign(
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    if method not in METHODS:
-        raise ValueError(f"unknown generator method {method!r}; choose from {METHODS}")
+    check_method(None, method)
     fmts = tuple(formats) if formats else FORMATS
     bad = [f for f in fmts if f not in FORMATS]
     if bad:

@@ -412,11 +412,14 @@ def generate_counts(
 METHODS = ("exact", "renewal")
 
 
-def check_method(spec: ScanSpec, method: str) -> None:
-    """Raise ValueError for an unknown generator, or "renewal" with spec.beta != 1."""
+def check_method(spec: ScanSpec | None, method: str) -> None:
+    """Raise ValueError for an unknown generator, or "renewal" with spec.beta != 1.
+
+    With ``spec=None`` only the name is checked (a campaign, before any scan exists).
+    """
     if method not in METHODS:
         raise ValueError(f"unknown generator method {method!r}; choose from {METHODS}")
-    if method == "renewal":
+    if method == "renewal" and spec is not None:
         from daskxpcs.simulate.renewal import check_renewal_spec
 
         check_renewal_spec(spec)
