@@ -8,11 +8,9 @@ written and the photon total and frame count agree with the source.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import zarr
 from conversions.decode import FrameReader
 from conversions.errors import InputError, RawFormatError
 from conversions.formats import RawScan, open_raw
+from conversions.scheduling import LOCAL_SCHEDULERS, local_get, progress_bar
 from conversions.store import (WORK, ScanStore, block_range, choose_layout, create_store,
                                done_blocks, finalise_store, open_scan_store,
                                saturation_value, write_block)
@@ -31,7 +30,6 @@ from conversions.store import (WORK, ScanStore, block_range, choose_layout, crea
 BATCH_FRAMES = 16
 #: Frames sampled to measure the photon density for layout="auto".
 DENSITY_SAMPLE = 16
-SIMPLE_SCHEDULERS = {"threads", "processes", "synchronous", "sync", "single-threaded"}
 
 
 def measure_raw_density(reader: FrameReader, base_valid: np.ndarray,
@@ -85,8 +83,8 @@ def _scheduler(scheduler: Any) -> Any:
     Cluster specs (``local:N``, ``tcp://...``) are opened by ``daskxpcs.cluster``, which
     hands its Client here: conversions knows nothing of clusters.
     """
-    if scheduler is None or not isinstance(scheduler, str) or scheduler in SIMPLE_SCHEDULERS:
-        return scheduler
+    if scheduler is None or not isinstance(scheduler, str) or scheduler in LOCAL_SCHEDULERS:
+        return local_get(scheduler)
     raise InputError(f"scheduler {scheduler!r}: convert() takes threads, processes, synchronous "
                      "or a distributed Client (the CLI opens cluster specs with daskxpcs.cluster)")
 
@@ -174,7 +172,7 @@ def convert(raw: str | Path | RawScan, store_path: str | Path, *,
                                                     *block_range(attrs, i))
              for i in todo]
     sched = _scheduler(scheduler)
-    with _progress(progress):
+    with progress_bar(progress):
         dask.compute(*tasks, scheduler=sched)
     return finalise_store(store_path, expected_frames=raw.n_frames,
                           extra_attrs={"blocks_reused": len(done),
@@ -196,17 +194,6 @@ def _resume_blocks(path: Path) -> set[int]:
         for i in set(range(g.attrs["n_blocks"])) - done:
             g.create_group(f"events/b{i}", overwrite=True)  # drop half-written arrays
     return done
-
-
-@contextlib.contextmanager
-def _progress(show: bool) -> Iterator[None]:
-    if show and sys.stderr.isatty():
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar(out=sys.stderr):
-            yield
-    else:
-        yield
 
 
 __all__ = ["convert", "measure_raw_density"]

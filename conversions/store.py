@@ -55,8 +55,14 @@ INT32_MAX = np.iinfo(np.int32).max
 
 
 def codec() -> BloscCodec:
-    """Blosc zstd with bitshuffle, the compressor of every store array."""
-    return BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
+    """Blosc LZ4 with bitshuffle, the compressor of every store array.
+
+    Counts are read far more often than written: on Poisson counts LZ4 decodes 2-3x
+    faster than zstd-1 (3.1 vs 1.0 GB/s for dense uint16 at 1 photon/px/frame, 3.1 vs
+    1.7 GB/s for event frames) for 0-12 % more bytes. Stores written with zstd stay
+    readable: the codec is in each array's metadata.
+    """
+    return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 
 
 def saturation_value(dtype: np.dtype) -> int | None:
@@ -602,18 +608,25 @@ class ScanStore:
         return range(t0 // self.t_block, (t1 - 1) // self.t_block + 1)
 
     # -- public reads
-    def read_dense(self, t0: int, t1: int, p0: int, p1: int) -> np.ndarray:
+    def read_dense(self, t0: int, t1: int, p0: int, p1: int,
+                   dtype: np.dtype | type | None = np.float32) -> np.ndarray:
         """Counts of frames [t0, t1) and stored pixels [p0, p1).
+
+        Parameters
+        ----------
+        dtype : of the result; None keeps the stored integer dtype of a dense store
+            (no conversion pass; an event store gives float32)
 
         Returns
         -------
-        (t1 - t0, p1 - p0) float32
+        (t1 - t0, p1 - p0) array of ``dtype``
         """
         t0, t1, p0, p1 = int(t0), int(t1), int(p0), int(p1)
         self._check(t0, t1, p0, p1)
         if self.layout == "dense":
-            return self._array("dense")[t0:t1, p0:p1].astype(np.float32)
-        out = np.zeros((t1 - t0, p1 - p0), np.float32)
+            x = self._array("dense")[t0:t1, p0:p1]
+            return x if dtype is None else x.astype(dtype)
+        out = np.zeros((t1 - t0, p1 - p0), np.float32 if dtype is None else dtype)
         ptr, frame, count = self.read_events(t0, t1, p0, p1)
         pix = np.repeat(np.arange(p1 - p0), np.diff(ptr))
         out[frame - t0, pix] = count

@@ -11,6 +11,7 @@ import dask
 import numpy as np
 from dask.delayed import Delayed
 
+from conversions.scheduling import local_get, progress_bar
 from daskxpcs.cluster import single_blas_thread
 from daskxpcs.graph import build_graph, plan_correlation
 from daskxpcs.graph.output import open_out, out_spec
@@ -89,16 +90,11 @@ def correlate_scan(store, out, *, qmap: np.ndarray | None = None, q_edges: Seque
     n_tasks = len(graph.__dask_graph__())
     t_plan = time.perf_counter()
     with _scheduler_context(scheduler) as sched:
-        bar = contextlib.nullcontext()
-        if progress and (sched is None or isinstance(sched, str)):
-            from dask.diagnostics import ProgressBar
-
-            bar = ProgressBar(dt=1.0)
-        with bar, single_blas_thread(sched):
+        with progress_bar(progress and (sched is None or isinstance(sched, str))), single_blas_thread(sched):
             if sched is None:
                 dask.compute(graph)
             else:
-                dask.compute(graph, scheduler=sched)
+                dask.compute(graph, scheduler=local_get(sched))
     t_done = time.perf_counter()
     timings = {
         "plan_s": t_plan - t_start,

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from conversions.errors import InputError
+from conversions.scheduling import local_get
 from daskxpcs.campaign.manifest import Geometry, Manifest, ScanSpec, load_manifest
 from daskxpcs.campaign.state import (
     atomic_write_json, conversion_fingerprint, mark_done, mark_store, read_done, remove_tree, scan_fingerprint,
@@ -250,7 +251,7 @@ def _run_isobars(manifest: Manifest, out: Path, outcomes: list[ScanOutcome], han
         ))
     srows = [o.structure for o in ok if o.structure]
     tasks.append(dask.delayed(_safe)(structure_slopes, srows, dask_key_name="structure-slopes"))
-    results = dask.compute(*tasks, scheduler=handle.scheduler)
+    results = dask.compute(*tasks, scheduler=local_get(handle.scheduler))
     isobars, aging, qdep, failed = [], [], [], []
     for k, (status, value) in zip(keys, results[:-1]):
         if status == "error":

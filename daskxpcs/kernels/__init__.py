@@ -1,6 +1,6 @@
 """Correlation kernels on plain numpy arrays (numba and BLAS; no Dask)."""
 
-from daskxpcs.kernels.dense import dense_frame_sums, dense_lag_sums, dense_products, frame_major, pixel_major
+from daskxpcs.kernels.dense import dense_frame_sums, dense_lag_sums, dense_products, pixel_major
 from daskxpcs.kernels.diag import (
     TileLayout,
     bin_block,
@@ -8,6 +8,7 @@ from daskxpcs.kernels.diag import (
     g2_from_sums,
     lag_index,
     lag_ladder,
+    lag_range,
     normalise_bins,
     normalise_block,
     pixel_labels,
@@ -20,6 +21,6 @@ from daskxpcs.kernels.partials import add_arrays, add_lag, add_num, lag_bin_stat
 __all__ = [
     "TileLayout", "add_arrays", "add_lag", "add_num", "bin_block", "c_diag_stats", "compact_events",
     "dense_frame_sums", "dense_lag_sums", "dense_products", "event_frame_sums", "event_pairs", "event_tile_stats",
-    "frame_major", "g2_from_sums", "lag_bin_stats", "lag_index", "lag_ladder", "normalise_bins", "normalise_block",
+    "g2_from_sums", "lag_bin_stats", "lag_index", "lag_ladder", "lag_range", "normalise_bins", "normalise_block",
     "pixel_labels", "pixel_major", "tile_layout", "window_edges",
 ]

@@ -1,12 +1,12 @@
 """Dense correlation kernels: float32 BLAS block products per q-bin, per-pixel lag sums.
 
-Products use blocks frame-major, as the store holds them: ``(t, nv)`` float32 with the
-tile's used pixels as columns, grouped by bin; a bin's columns are a strided view that
-BLAS reads in place. The per-pixel lag sums use one pixel-major copy of each block, so
-every sum over t is a contiguous dot product. ``numpy.matmul`` releases the GIL, so Dask
-threads run block products in parallel. Counts are integers, so float32 products are
-exact while a block's sums stay below 2**24; results are returned as float64 for the
-reductions.
+Every kernel takes a block pixel-major: ``(nv, t)`` float32, the tile's used pixels as
+rows grouped by bin, made by one cache-blocked pass over the stored ``(t, pt)`` counts
+(conversion, gather and transpose at once). A bin's rows are then one contiguous slab:
+BLAS reads it in place (``A.T @ A`` is a syrk), and every per-pixel sum over t is a
+contiguous dot product. ``numpy.matmul`` releases the GIL, so Dask threads run block
+products in parallel. Counts are integers, so float32 products are exact while a
+block's sums stay below 2**24; results are returned as float64 for the reductions.
 """
 
 from __future__ import annotations
@@ -16,61 +16,64 @@ from numba import njit
 
 from daskxpcs.kernels.diag import TileLayout, lag_range
 
-__all__ = ["frame_major", "pixel_major", "dense_products", "dense_lag_sums", "dense_frame_sums"]
+__all__ = ["pixel_major", "dense_products", "dense_lag_sums", "dense_frame_sums"]
 
 
-def frame_major(x: np.ndarray, layout: TileLayout) -> np.ndarray:
-    """(t, pt) counts -> C-contiguous (t, nv) float32, the used pixels only, grouped by bin.
+@njit(nogil=True, cache=True)
+def _gather_transpose(x, perm, out):
+    # out[r, t] = x[t, perm[r]] in (16 frames x 64 pixels) tiles: reads and writes stay in cache
+    n = x.shape[0]
+    m = perm.shape[0]
+    for r0 in range(0, m, 64):
+        r1 = min(m, r0 + 64)
+        for t0 in range(0, n, 16):
+            t1 = min(n, t0 + 16)
+            for r in range(r0, r1):
+                c = perm[r]
+                for t in range(t0, t1):
+                    out[r, t] = x[t, c]
 
-    When the used pixels are already one contiguous, bin-sorted run of the tile (the
-    store's own order) this is a column slice, converted without a gather.
-    """
-    perm = layout.perm
-    n = len(perm)
-    if n and perm[0] + n - 1 == perm[-1] and np.all(np.diff(perm) == 1):
-        return np.ascontiguousarray(x[:, perm[0]:perm[0] + n], np.float32)
-    return np.asarray(x, np.float32)[:, perm]
 
+def pixel_major(x: np.ndarray, layout: TileLayout, out: np.ndarray | None = None) -> np.ndarray:
+    """(t, pt) counts of a tile, any numeric dtype -> C-contiguous (nv, t) float32.
 
-def dense_products(x_i: np.ndarray, x_j: np.ndarray, layout: TileLayout) -> dict:
-    """Numerator sums of one (tile, block i, block j): {bin: X_i X_j^T (ni, nj) float64}.
+    Row r is used pixel ``layout.perm[r]``, so each bin's pixels are one contiguous slab
+    of rows. Counts stay exact (integers up to 2**24).
 
     Parameters
     ----------
-    x_i, x_j : (ni, nv), (nj, nv) float32 from :func:`frame_major`; pass the same
+    x : (t, pt) counts
+    layout : the tile's :class:`~daskxpcs.kernels.diag.TileLayout`
+    out : C-contiguous (nv, t) float32 to fill (a reused buffer), or None for a new one
+    """
+    shape = (len(layout.perm), x.shape[0])
+    if out is None:
+        out = np.empty(shape, np.float32)
+    elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"pixel_major: out must be C-contiguous float32 {shape}, got {out.dtype} {out.shape}")
+    _gather_transpose(np.ascontiguousarray(x), layout.perm, out)
+    return out
+
+
+def dense_products(xt_i: np.ndarray, xt_j: np.ndarray, layout: TileLayout) -> dict:
+    """Numerator sums of one (tile, block i, block j): {bin: X_i^T X_j (ni, nj) float64}.
+
+    Parameters
+    ----------
+    xt_i, xt_j : (nv, ni), (nv, nj) float32 from :func:`pixel_major`; pass the same
         array twice for a diagonal block (BLAS then computes one triangle only)
     """
     out = {}
     for b in layout.bins:
         s0, s1 = layout.bin_start[b], layout.bin_start[b + 1]
-        a = x_i[:, s0:s1]
-        c = a @ (a.T if x_j is x_i else x_j[:, s0:s1].T)
+        a = xt_i[s0:s1]
+        c = a.T @ (a if xt_j is xt_i else xt_j[s0:s1])
         out[int(b)] = c.astype(np.float64)
     return out
 
 
-@njit(nogil=True, cache=True)
-def _transpose(x, out):
-    # out[c, t] = x[t, c] in (16 frames x 64 pixels) tiles: reads and writes both stay in cache
-    n, m = x.shape
-    for c0 in range(0, m, 64):
-        c1 = min(m, c0 + 64)
-        for t0 in range(0, n, 16):
-            t1 = min(n, t0 + 16)
-            for c in range(c0, c1):
-                for t in range(t0, t1):
-                    out[c, t] = x[t, c]
-
-
-def pixel_major(x: np.ndarray) -> np.ndarray:
-    """(t, nv) frame-major counts -> C-contiguous (nv, t) float32 (one cache-blocked transpose)."""
-    out = np.empty((x.shape[1], x.shape[0]), np.float32)
-    _transpose(np.ascontiguousarray(x, np.float32), out)
-    return out
-
-
 @njit(nogil=True, cache=True, fastmath=True)
-def _dense_lag_sums(xi, xj, a0, b0, lags, lo, hi, edges, acc):
+def _dense_lag_sums(xi, xj, a0, b0, lags, lo, hi, base, edges, acc):
     # Pixel-outermost so that both rows stay in L1 across every lag and window.
     nv, ni = xi.shape
     nj = xj.shape[1]
@@ -103,13 +106,13 @@ def _dense_lag_sums(xi, xj, a0, b0, lags, lo, hi, edges, acc):
                 s_x = np.float32(0.0)
                 for t in range(xb.shape[0]):
                     s_x += xb[t] * yb[t]
-                acc[1 + w, li - lo, r] += s_in
+                acc[1 + w, li - base, r] += s_in
                 tot += np.float64(s_in) + np.float64(s_x)
-            acc[0, li - lo, r] += tot
+            acc[0, li - base, r] += tot
 
 
 def dense_lag_sums(xt_i: np.ndarray, xt_j: np.ndarray, a: tuple[int, int], b: tuple[int, int],
-                   lags: np.ndarray, edges: np.ndarray):
+                   lags: np.ndarray, edges: np.ndarray, out: tuple | None = None) -> tuple:
     """Per-pixel sums over t of I_p(t) I_p(t+k) with t in block a, t+k in block b.
 
     Parameters
@@ -117,24 +120,33 @@ def dense_lag_sums(xt_i: np.ndarray, xt_j: np.ndarray, a: tuple[int, int], b: tu
     xt_i, xt_j : (nv, a1-a0), (nv, b1-b0) float32 pixel-major counts (:func:`pixel_major`)
     a, b : frame ranges (a0, a1), (b0, b1)
     lags : (n_lag,) ladder; edges : (n_win + 1,) age-window edges
+    out : a partial (lo, acc) whose ladder range covers this pair's (see
+        :func:`~daskxpcs.kernels.diag.lag_range`): the sums are added to it in place
 
     Returns
     -------
     (lo, (n_win + 1, hi - lo, nv) float64): ladder positions lo..hi-1 that the block
-    pair joins; index 0 sums the whole scan, 1 + w only t, t + k both in window w.
+    pair joins (``out`` itself when given); index 0 sums the whole scan, 1 + w only
+    t, t + k both in window w.
     """
     a0, a1 = a
     b0, b1 = b
     lo, hi = lag_range(lags, a0, a1, b0, b1)
-    acc = np.zeros((len(edges), hi - lo, xt_i.shape[0]), np.float64)
-    _dense_lag_sums(xt_i, xt_j, a0, b0, np.asarray(lags, np.int64), lo, hi, np.asarray(edges, np.int64), acc)
-    return lo, acc
+    if out is None:
+        out = (lo, np.zeros((len(edges), hi - lo, xt_i.shape[0]), np.float64))
+    base, acc = out
+    if lo < base or hi > base + acc.shape[1] or acc.shape[2] != xt_i.shape[0]:
+        raise ValueError(f"lag partial covers ladder [{base}, {base + acc.shape[1]}) x {acc.shape[2]} pixels, "
+                         f"block pair needs [{lo}, {hi}) x {xt_i.shape[0]}")
+    _dense_lag_sums(xt_i, xt_j, a0, b0, np.asarray(lags, np.int64), lo, hi, base, np.asarray(edges, np.int64),
+                    acc)
+    return out
 
 
-def dense_frame_sums(x: np.ndarray, layout: TileLayout) -> np.ndarray:
-    """Counts per bin per frame: (n_q, t) float64 from frame-major (t, nv) counts."""
+def dense_frame_sums(xt: np.ndarray, layout: TileLayout) -> np.ndarray:
+    """Counts per bin per frame: (n_q, t) float64 from pixel-major (nv, t) counts."""
     n_q = len(layout.bin_start) - 1
-    out = np.zeros((n_q, x.shape[0]), np.float64)
+    out = np.zeros((n_q, xt.shape[1]), np.float64)
     for b in layout.bins:
-        out[b] = x[:, layout.bin_start[b]:layout.bin_start[b + 1]].sum(axis=1, dtype=np.float64)
+        out[b] = xt[layout.bin_start[b]:layout.bin_start[b + 1]].sum(axis=0, dtype=np.float64)
     return out

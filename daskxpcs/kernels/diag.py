@@ -91,9 +91,10 @@ class TileLayout:
     perm : (nv,) int64 tile-local indices of used pixels, sorted by bin (stable)
     row : (pt,) int64 position of each tile pixel in ``perm``, -1 when not used
     bin_start : (n_q + 1,) int64, bin b's pixels are ``perm[bin_start[b]:bin_start[b+1]]``
+    slot : (pt,) int32 position of each pixel's bin in :attr:`bins`, -1 when not used
     """
 
-    __slots__ = ("labels", "perm", "row", "bin_start")
+    __slots__ = ("labels", "perm", "row", "bin_start", "slot")
 
     def __init__(self, labels: np.ndarray, n_q: int):
         self.labels = np.asarray(labels, np.int32)
@@ -103,6 +104,9 @@ class TileLayout:
         self.row[self.perm] = np.arange(len(self.perm))
         counts = np.bincount(self.labels[used], minlength=n_q)[:n_q]
         self.bin_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        slot_of_bin = np.full(max(n_q, 1), -1, np.int32)
+        slot_of_bin[self.bins] = np.arange(len(self.bins), dtype=np.int32)
+        self.slot = np.where(self.labels >= 0, slot_of_bin[np.maximum(self.labels, 0)], -1).astype(np.int32)
 
     @property
     def bins(self) -> np.ndarray:

@@ -53,14 +53,11 @@ def event_pairs(ev_i: tuple, ev_j: tuple, layout: TileLayout, a: tuple[int, int]
     a0, a1 = a
     b0, b1 = b
     bins = layout.bins
-    slot_of_bin = np.full(len(layout.bin_start) - 1, -1, np.int64)
-    slot_of_bin[bins] = np.arange(len(bins))
-    slot = np.where(layout.labels >= 0, slot_of_bin[np.maximum(layout.labels, 0)], -1).astype(np.int64)
     num = np.zeros((len(bins), a1 - a0, b1 - b0), np.float64)
     ptr_i, fr_i, ct_i = ev_i
     ptr_j, fr_j, ct_j = ev_j
     upper = ev_i is ev_j and a == b
-    _event_pairs(ptr_i, fr_i, ct_i, ptr_j, fr_j, ct_j, slot, a0, b0, upper, num)
+    _event_pairs(ptr_i, fr_i, ct_i, ptr_j, fr_j, ct_j, layout.slot, a0, b0, upper, num)
     if upper:  # a diagonal block is symmetric: mirror the upper triangle, count t1 == t2 once
         num += num.transpose(0, 2, 1)
         d = np.arange(a1 - a0)
@@ -112,35 +109,41 @@ def compact_events(ev: tuple, n_frames: int) -> tuple:
 
 
 @njit(nogil=True, cache=True)
-def _event_tile_stats(ptr, frame, count, labels, lags, lagidx, win_of, s_out, stats, acc, touched, mark):
+def _event_tile_stats(ptrs, frame, count, labels, lags, lagidx, win_of, s_out, stats, acc, touched, mark, fbuf, cbuf):
     kmax = lags[lags.shape[0] - 1] if lags.shape[0] > 0 else 0
     n_lag = acc.shape[1]
-    for p in range(ptr.shape[0] - 1):
+    for p in range(ptrs.shape[1] - 1):
         lab = labels[p]
         if lab < 0:
             continue
-        e0, e1 = ptr[p], ptr[p + 1]
+        # the pixel's events of every block, in time order, into a small reused buffer
+        n = 0
+        for blk in range(ptrs.shape[0]):
+            for e in range(ptrs[blk, p], ptrs[blk, p + 1]):
+                fbuf[n] = frame[e]
+                cbuf[n] = count[e]
+                n += 1
         # A sparse pixel hits few (window, lag) cells: only those it touched are
         # flushed and reset, not the whole (n_win + 1, n_lag) accumulator.
         nt = 0
-        for a in range(e0, e1):
-            f1 = frame[a]
-            c1 = np.float64(count[a])
+        for a in range(n):
+            f1 = fbuf[a]
+            c1 = cbuf[a]
             s_out[lab, f1] += c1
             w1 = win_of[f1]
-            for b in range(a + 1, e1):
-                k = frame[b] - f1
+            for b in range(a + 1, n):
+                k = fbuf[b] - f1
                 if k > kmax:
                     break
                 li = lagidx[k]
                 if li >= 0:
-                    v = c1 * np.float64(count[b])
+                    v = c1 * cbuf[b]
                     if mark[0, li] == 0:
                         mark[0, li] = 1
                         touched[nt] = li
                         nt += 1
                     acc[0, li] += v
-                    if win_of[frame[b]] == w1:
+                    if win_of[fbuf[b]] == w1:
                         w = 1 + w1
                         if mark[w, li] == 0:
                             mark[w, li] = 1
@@ -157,7 +160,7 @@ def _event_tile_stats(ptr, frame, count, labels, lags, lagidx, win_of, s_out, st
             mark[w, li] = 0
 
 
-def event_tile_stats(ev: tuple, labels: np.ndarray, n_q: int, n_frames: int, lags: np.ndarray,
+def event_tile_stats(parts, labels: np.ndarray, n_q: int, n_frames: int, lags: np.ndarray,
                      lagidx: np.ndarray, win_of: np.ndarray, n_win: int):
     """Frame sums and per-bin lag statistics of one pixel tile from its events over the whole scan.
 
@@ -165,8 +168,14 @@ def event_tile_stats(ev: tuple, labels: np.ndarray, n_q: int, n_frames: int, lag
 
     Parameters
     ----------
-    ev : (ptr, frame, count) events of the tile over frames [0, T), CSR by pixel, time-ordered
+    parts : the tile's events as one CSR (ptr, frame, count), or a list of CSRs of the
+        same pixels over consecutive time blocks, in time order (the graph's loads, not
+        merged: each pixel's events are gathered block by block). ``ptr`` indexes its
+        own ``frame`` and ``count``; frames are absolute and time-ordered within a pixel.
     labels : (pt,) bin per pixel, -1 unused
+    n_q, n_frames : bins and frames T of the scan
+    lags, lagidx : the lag ladder and :func:`~daskxpcs.kernels.diag.lag_index`
+    win_of : (T,) int32 age window of each frame; n_win windows
 
     Returns
     -------
@@ -174,12 +183,22 @@ def event_tile_stats(ev: tuple, labels: np.ndarray, n_q: int, n_frames: int, lag
     stats : (2, n_win + 1, n_q, n_lag) float64 sums over pixels of A_p(k) and A_p(k)**2,
         A_p(k) = sum_t I_p(t) I_p(t+k) (index 0 whole scan, 1 + w inside window w)
     """
-    ptr, frame, count = ev
+    if isinstance(parts[0], np.ndarray):
+        parts = [parts]
+    sizes = np.array([len(f) for _, f, _ in parts], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    ptrs = np.stack([np.asarray(ptr, np.int64) + off for (ptr, _, _), off in zip(parts, offsets)])
+    frame = np.concatenate([f for _, f, _ in parts])
+    count = np.concatenate([c for _, _, c in parts])
+    per_pixel = (ptrs[:, 1:] - ptrs[:, :-1]).sum(axis=0)
     s = np.zeros((n_q, n_frames), np.float64)
     stats = np.zeros((2, n_win + 1, n_q, len(lags)), np.float64)
     acc = np.zeros((n_win + 1, len(lags)), np.float64)
     touched = np.empty(acc.size, np.int64)
     mark = np.zeros(acc.shape, np.uint8)
-    _event_tile_stats(ptr, frame.astype(np.int64), count, np.asarray(labels, np.int64),
-                      np.asarray(lags, np.int64), lagidx, win_of, s, stats, acc, touched, mark)
+    n_max = int(per_pixel.max()) if len(per_pixel) else 0
+    fbuf = np.empty(n_max, np.int64)
+    cbuf = np.empty(n_max, np.float64)
+    _event_tile_stats(ptrs, frame, count, np.asarray(labels, np.int64), np.asarray(lags, np.int64), lagidx,
+                      win_of, s, stats, acc, touched, mark, fbuf, cbuf)
     return s, stats

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -52,13 +53,16 @@ def test_event_pairs_equal_dense_products_and_numpy(scan, data):
     b1 = data.draw(st.integers(b0 + 1, T))
     lay = K.tile_layout(labels, n_q)
     ev = K.event_pairs(csr(x[a0:a1], a0), csr(x[b0:b1], b0), lay, (a0, a1), (b0, b1))
-    de = K.dense_products(K.frame_major(x[a0:a1], lay), K.frame_major(x[b0:b1], lay), lay)
-    assert sorted(ev) == sorted(de) == sorted(set(labels[labels >= 0].tolist()))
+    xa = K.pixel_major(x[a0:a1], lay)
+    de = K.dense_products(xa, K.pixel_major(x[b0:b1], lay), lay)
+    diag = K.dense_products(xa, xa, lay)  # one array twice: the syrk path of a diagonal block
+    assert sorted(ev) == sorted(de) == sorted(diag) == sorted(set(labels[labels >= 0].tolist()))
     for b in ev:
         m = labels == b
         want = x[a0:a1, m].astype(np.float64) @ x[b0:b1, m].T.astype(np.float64)
         np.testing.assert_array_equal(ev[b], want)
         np.testing.assert_array_equal(de[b], want)
+        np.testing.assert_array_equal(diag[b], x[a0:a1, m].astype(np.float64) @ x[a0:a1, m].T.astype(np.float64))
 
 
 @settings(max_examples=25, deadline=None)
@@ -101,24 +105,38 @@ def test_lag_sums_dense_and_events_equal_numpy(scan, n_win, data):
     total = (0, np.zeros((len(edges), 0, len(lay.perm))))
     for i, a in enumerate(blocks):
         for b in blocks[i:]:
-            xa, xb = K.frame_major(x[a[0]:a[1]], lay), K.frame_major(x[b[0]:b[1]], lay)
-            np.testing.assert_array_equal(K.pixel_major(xa), x[a[0]:a[1], lay.perm].T)
-            part = K.dense_lag_sums(K.pixel_major(xa), K.pixel_major(xb), a, b, lags, edges)
+            xa, xb = K.pixel_major(x[a[0]:a[1]], lay), K.pixel_major(x[b[0]:b[1]], lay)
+            np.testing.assert_array_equal(xa, x[a[0]:a[1], lay.perm].T)
+            assert xa.dtype == np.float32 and xa.flags.c_contiguous
+            part = K.dense_lag_sums(xa, xb, a, b, lags, edges)
             total = K.add_lag(total, part)
+    # the graph sums every pair of a group into one partial covering the whole ladder
+    into = (0, np.zeros((len(edges), len(lags), len(lay.perm))))
+    for i, a in enumerate(blocks):
+        for b in blocks[i:]:
+            K.dense_lag_sums(K.pixel_major(x[a[0]:a[1]], lay), K.pixel_major(x[b[0]:b[1]], lay), a, b, lags,
+                             edges, out=into)
     got = np.zeros_like(want)
     got[:, total[0]:total[0] + total[1].shape[1]] = total[1]
+    np.testing.assert_allclose(into[1], got, rtol=1e-12, atol=0)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     # per-bin statistics from the dense partial and from the whole-scan event kernel agree
     stats_dense = K.lag_bin_stats(total, lay, len(lags))
     win_of = np.repeat(np.arange(len(edges) - 1, dtype=np.int32), np.diff(edges))
     s, stats_ev = K.event_tile_stats(csr(x, 0), labels, n_q, T, lags, K.lag_index(T, lags), win_of, len(edges) - 1)
     np.testing.assert_allclose(stats_ev, stats_dense, rtol=1e-12)
+    # the graph passes the time blocks' compacted loads unmerged: the same sums
+    parts = [K.compact_events(csr(x[a[0]:a[1]], a[0]), T) for a in blocks]
+    s_parts, stats_parts = K.event_tile_stats(parts, labels, n_q, T, lags, K.lag_index(T, lags), win_of,
+                                              len(edges) - 1)
+    np.testing.assert_array_equal(stats_parts, stats_ev)
+    np.testing.assert_array_equal(s_parts, s)
     for b in range(n_q):
         m = labels[lay.perm] == b
         np.testing.assert_allclose(stats_ev[0, :, b], want[:, :, m].sum(axis=2), rtol=1e-12)
         np.testing.assert_allclose(stats_ev[1, :, b], (want[:, :, m] ** 2).sum(axis=2), rtol=1e-12)
         np.testing.assert_array_equal(s[b], x[:, labels == b].sum(axis=1))
-        np.testing.assert_array_equal(K.dense_frame_sums(K.frame_major(x, lay), lay)[b], s[b])
+        np.testing.assert_array_equal(K.dense_frame_sums(K.pixel_major(x, lay), lay)[b], s[b])
         np.testing.assert_array_equal(K.event_frame_sums(csr(x, 0), labels, n_q, 0, T)[b], s[b])
 
 
@@ -163,3 +181,12 @@ def test_window_edges_and_lag_index():
     assert K.window_edges(3, 5).tolist() == [0, 1, 2, 3]
     idx = K.lag_index(40, K.lag_ladder(40))
     assert idx[10] == 8 and idx[9] == -1 and idx[0] == -1
+
+
+def test_dense_lag_sums_refuses_a_partial_that_does_not_cover_the_pair():
+    x = np.ones((2, 40), np.float32)
+    lags, edges = K.lag_ladder(40), K.window_edges(40, 2)
+    lo, hi = K.lag_range(lags, 0, 20, 20, 40)
+    narrow = (lo + 1, np.zeros((len(edges), hi - lo - 1, 2)))
+    with pytest.raises(ValueError, match="lag partial covers"):
+        K.dense_lag_sums(x[:, :20], x[:, 20:], (0, 20), (20, 40), lags, edges, out=narrow)
