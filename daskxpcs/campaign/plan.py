@@ -11,12 +11,14 @@ Time model::
 
 with ``R`` the conversion + correlation throughput in frame-pixels per second per worker
 (one worker = one thread), ``B`` the TTCF bytes per second per worker (the work that grows
-as T^2: writing the two-time maps and the event pairs behind them) and ``c0`` the per-scan
-analysis time (KWW fits, structure; run ``max_in_flight`` scans at a time). ``R`` and ``c0``
-come from the ``summary.json`` of an earlier run in the output folder when there is one
-(its wall time split by its per-stage times, less its TTCF term), else from
-``DEFAULT_THROUGHPUT`` / ``DEFAULT_SCAN_OVERHEAD_S``; ``B`` is ``DEFAULT_TTCF_RATE``. All
-were measured on a 2-core machine (see the constants).
+as T^2: writing the two-time maps and the event pairs behind them) and ``c0`` the fixed
+time of a scan (start-up of its conversion and correlation, KWW fits, structure; run
+``max_in_flight`` scans at a time). ``R`` and ``c0`` come from the ``summary.json`` of an
+earlier run in the output folder when there is one (its wall time split by its per-stage
+times, less its TTCF term: ``c0`` is then its analysis time per scan), else from
+``DEFAULT_THROUGHPUT`` / ``DEFAULT_SCAN_OVERHEAD_S``, fitted on two runs of different scan
+lengths; ``B`` is ``DEFAULT_TTCF_RATE``. All were measured on a 2-core machine (see the
+constants).
 
 Tasks and memory follow the block sizes of ``conversions`` and ``daskxpcs.graph``; the
 photon density (which picks the layouts and the pixel tiles) is sampled from two frames of
@@ -42,17 +44,18 @@ from daskxpcs.campaign.state import file_stat
 __all__ = ["Plan", "plan_campaign", "format_plan", "DEFAULT_THROUGHPUT", "DEFAULT_SCAN_OVERHEAD_S",
            "DEFAULT_TTCF_RATE", "WORKERS"]
 
-# Conversion + correlation, frame-pixels per second per worker thread, and analysis seconds
-# per scan, measured by `benchmarks/bench_archive.py --scale 0.25 --isobars 2` (threads,
-# 2 shared cores, 12 scans of 1000 x 512 x 512, their TTCF term taken off). The same with
-# --scale 0.1 (400 frames) gives 8.8e7 and 0.44 s: fixed per-scan costs weigh on short scans.
-DEFAULT_THROUGHPUT = 1.69e8
-DEFAULT_SCAN_OVERHEAD_S = 0.45
-# TTCF bytes per second per worker thread: `benchmarks/bench_correlate.py memory` against
-# `sparse` (14 000 and 2 000 frames of 1024 x 1024 at 0.01 ph/px/frame: 8.6 GB and 176 MB
-# of TTCF, 68 s and 2.9 s on 2 threads) while the sparse lag statistics still read the scan
-# a second time; they no longer do (49 s for the 14 000 frames), so this rate is cautious.
-DEFAULT_TTCF_RATE = 7.7e7
+# Fitted on two runs of `benchmarks/bench_archive.py` (threads, 2 shared cores, renewal
+# generator, 512 x 512 at 0.01 ph/px/frame): the full preset (66 scans x 4000 frames,
+# 258.7 s, 21.1 GB of TTCF) and `--scale 0.25 --isobars 2` (12 scans x 1000 frames,
+# 12.9 s, 0.53 GB). Both fit wall = (fp / R + ttcf / B) / 2 + scans * c0 / 2 exactly with
+# R = 3.39e8 frame-pixels/s and c0 = 0.84 s per scan (per in-flight slot) once B is fixed.
+DEFAULT_THROUGHPUT = 3.39e8
+DEFAULT_SCAN_OVERHEAD_S = 0.84
+# TTCF bytes per second per worker thread, the term growing with T^2 (pair tasks, writes):
+# `benchmarks/bench_correlate.py memory` against `sparse` (14 000 and 2 000 frames of
+# 1024 x 1024 at 0.01 ph/px/frame: 8.62 GB and 0.18 GB of TTCF, 54.1 s and 2.58 s on 2
+# threads, whole processes).
+DEFAULT_TTCF_RATE = 8.2e7
 DEFAULT_DENSITY = 0.01  # photons / pixel / frame, sparse 21 keV XPCS
 WORKERS = (1, 8, 64)
 WORKER_BASE_BYTES = 300 * 2**20  # an idle Dask worker process with numba/zarr loaded
@@ -319,7 +322,7 @@ def format_plan(plan: Plan) -> str:
         f"  peak memory      {_size(plan.peak_worker_bytes)} per worker thread "
         f"({_size(plan.peak_task_bytes)} largest task + {_size(WORKER_BASE_BYTES)} worker)",
         f"  throughput       {plan.throughput:.3g} frame-pixels/s per worker + {plan.scan_overhead_s:.2g} s "
-        f"analysis per scan ({plan.calibration_source})",
+        f"per scan ({plan.calibration_source})",
     ]
     for w, t in plan.times_s.items():
         lines.append(f"  expected time    {_duration(t):>10} on {w:>2} worker{'s' if w > 1 else ''}")

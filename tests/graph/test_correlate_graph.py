@@ -260,3 +260,30 @@ def test_bad_q_information_is_an_input_error(tmp_path):
         correlate_graph(tmp_path / "s.zarr", tmp_path / "o.zarr", qmap=np.ones((4, 3)), q_edges=[0.0, 2.0])
     with pytest.raises(InputError, match="engine"):
         correlate_graph(tmp_path / "s.zarr", tmp_path / "o.zarr", engine="gpu")
+
+
+def test_dense_groups_of_one_thread_share_no_result_memory(mixed_scan):
+    # dense blocks live in per-thread buffers reused by the next task: no result may alias them
+    from daskxpcs import kernels as K
+    from daskxpcs.graph import tasks
+    from daskxpcs.graph.correlate import plan_correlation
+
+    d, *_ = mixed_scan
+    plan = plan_correlation(d / "s.zarr", engine="dense", t_block=24, p_tile=40)
+    blocks = plan.blocks[:2]
+
+    def run(t):
+        p0, p1 = plan.tiles[t]
+        layout = K.tile_layout(plan.labels[p0:p1], plan.n_q)
+        return tasks.dense_group(str(d / "s.zarr"), p0, p1, layout, blocks, blocks, plan.lags, plan.edges)
+
+    first = run(0)
+    kept = ({k: {b: v.copy() for b, v in nums.items()} for k, nums in first[0].items()}, first[1][1].copy(),
+            {k: v.copy() for k, v in first[2].items()})
+    run(1)  # the same thread, other pixels: refills the buffers
+    for k, nums in first[0].items():
+        for b, v in nums.items():
+            np.testing.assert_array_equal(v, kept[0][k][b])
+    np.testing.assert_array_equal(first[1][1], kept[1])
+    for k, v in first[2].items():
+        np.testing.assert_array_equal(v, kept[2][k])
