@@ -3,6 +3,7 @@
 ``scan_frames`` gathers everything a time block needs from a batch of frames in a
 single pass over memory: per-pixel sums, saturated pixels, per-frame sums over
 the stored pixels, and either the photon events or the dense stored columns.
+``scatter_block`` and ``compact_events`` serve the store's event reads.
 """
 
 from __future__ import annotations
@@ -115,35 +116,46 @@ def events_by_pixel(ev_col: np.ndarray, ev_frame: np.ndarray, ev_count: np.ndarr
 
 
 @numba.njit(cache=True, nogil=True)
-def merge_csr_blocks(ptrs: np.ndarray, offsets: np.ndarray, frames: np.ndarray,
-                     counts: np.ndarray):
-    """Join per-time-block CSR events of the same pixels into one CSR, in O(events).
+def scatter_block(ptr: np.ndarray, frame: np.ndarray, count: np.ndarray, fill: np.ndarray,
+                  out_frame: np.ndarray, out_count: np.ndarray) -> None:
+    """Append one time block's CSR events to a pre-sized CSR of the same pixels.
 
     Parameters
     ----------
-    ptrs : (B, n + 1) int64, block b's pixel j holds events ``ptrs[b, j]:ptrs[b, j+1]``
-        of that block (counted from 0)
-    offsets : (B,) int64 start of block b in ``frames`` / ``counts``
-    frames, counts : (E,) int32 events of every block, concatenated in time order
+    ptr : (n + 1,) the block's offsets, counted from 0
+    frame, count : the block's events
+    fill : (n,) int64 next free position of each pixel in ``out_*``; advanced in place
+    out_frame, out_count : the joined events (any integer dtypes holding the values)
+    """
+    for j in range(ptr.shape[0] - 1):
+        k = fill[j]
+        for e in range(ptr[j], ptr[j + 1]):
+            out_frame[k] = frame[e]
+            out_count[k] = count[e]
+            k += 1
+        fill[j] = k
+
+
+def compact_events(ev: tuple, n_frames: int) -> tuple:
+    """The same CSR events in the smallest exact dtypes: 4 bytes an event instead of 8.
+
+    A time block's events stay in memory while every pair task of its row and column
+    runs, so their size sets the sparse engine's peak memory.
+
+    Parameters
+    ----------
+    ev : (ptr int64, frame int32 absolute, count int32)
+    n_frames : frames of the scan (frames fit uint16 when it is at most 65536)
 
     Returns
     -------
-    ptr (n + 1,) int64, frame (E,) int32, count (E,) int32, time-ordered within a pixel
+    (ptr int32 or int64, frame uint16 or int32, count uint16 or int32), equal values
     """
-    n_b, n1 = ptrs.shape
-    ptr = np.zeros(n1, np.int64)
-    for j in range(n1 - 1):
-        tot = 0
-        for b in range(n_b):
-            tot += ptrs[b, j + 1] - ptrs[b, j]
-        ptr[j + 1] = ptr[j] + tot
-    frame = np.empty(frames.shape[0], np.int32)
-    count = np.empty(frames.shape[0], np.int32)
-    for j in range(n1 - 1):
-        k = ptr[j]
-        for b in range(n_b):
-            for e in range(offsets[b] + ptrs[b, j], offsets[b] + ptrs[b, j + 1]):
-                frame[k] = frames[e]
-                count[k] = counts[e]
-                k += 1
+    ptr, frame, count = ev
+    if len(ptr) and ptr[-1] < 2**31:
+        ptr = ptr.astype(np.int32)
+    if n_frames <= 2**16:
+        frame = frame.astype(np.uint16)
+    if not len(count) or count.max() < 2**16:
+        count = count.astype(np.uint16)
     return ptr, frame, count

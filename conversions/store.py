@@ -495,31 +495,6 @@ def write_store_from_array(path: str | Path, frames: np.ndarray, *,
     return finalise_store(path, expected_frames=T)
 
 
-def merge_event_blocks(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                       n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Join per-time-block CSR events of the same n pixels into one CSR, in O(events).
-
-    Parameters
-    ----------
-    parts : [(ptr (n+1,) int64 from 0, frame (E_i,), count (E_i,))] in time order
-    n : pixels
-
-    Returns
-    -------
-    (ptr (n+1,) int64, frame (E,) int32, count (E,) int32), time-ordered within a pixel
-    """
-    if not parts:
-        return np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
-    if len(parts) == 1:
-        ptr, fr, cn = parts[0]
-        return ptr.astype(np.int64), fr.astype(np.int32, copy=False), cn.astype(np.int32, copy=False)
-    ptrs = np.stack([p for p, _, _ in parts]).astype(np.int64, copy=False)
-    offsets = np.concatenate([[0], np.cumsum([len(f) for _, f, _ in parts])[:-1]]).astype(np.int64)
-    frames = np.concatenate([f for _, f, _ in parts]).astype(np.int32, copy=False)
-    counts = np.concatenate([c for _, _, c in parts]).astype(np.int32, copy=False)
-    return kernels.merge_csr_blocks(ptrs, offsets, frames, counts)
-
-
 def measure_density(frames: np.ndarray, base_valid: np.ndarray) -> float:
     """Mean counts per valid, unsaturated pixel per frame of a sample of frames."""
     frames = np.asarray(frames)
@@ -632,9 +607,18 @@ class ScanStore:
         out[frame - t0, pix] = count
         return out
 
-    def read_events(self, t0: int, t1: int, p0: int,
-                    p1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def read_events(self, t0: int, t1: int, p0: int, p1: int,
+                    compact: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Photon events of frames [t0, t1) and stored pixels [p0, p1).
+
+        Stored time blocks are joined one at a time into arrays sized beforehand from
+        their offsets, so a read holds the result plus one stored block.
+
+        Parameters
+        ----------
+        compact : the smallest exact dtypes instead: int32 offsets (while they fit), uint16
+            frames (scans of at most 65536 frames) and uint16 counts (unless one is larger),
+            4 bytes an event instead of 8
 
         Returns
         -------
@@ -652,21 +636,63 @@ class ScanStore:
             frame = (fr + t0).astype(np.int32)
             ptr = np.zeros(n + 1, np.int64)
             np.cumsum(np.bincount(px, minlength=n), out=ptr[1:])
-            return ptr, frame, count
-        parts = []
-        for i in self._blocks(t0, t1):
-            ptr = self._array(f"events/b{i}/ptr")[p0:p1 + 1]
-            e0, e1 = int(ptr[0]), int(ptr[-1])
-            ptr = ptr - e0
-            fr = self._array(f"events/b{i}/frame")[e0:e1] if e1 > e0 else np.zeros(0, np.int32)
-            cn = self._array(f"events/b{i}/count")[e0:e1] if e1 > e0 else np.zeros(0, np.int32)
-            if t0 > i * self.t_block or t1 < (i + 1) * self.t_block:  # a block cut by [t0, t1)
-                keep = (fr >= t0) & (fr < t1)
-                kept = np.zeros(len(keep) + 1, np.int64)
-                np.cumsum(keep, out=kept[1:])
-                ptr, fr, cn = kept[ptr], fr[keep], cn[keep]
-            parts.append((ptr, fr, cn))
-        return merge_event_blocks(parts, n)
+            return kernels.compact_events((ptr, frame, count), self.n_frames) if compact else (ptr, frame, count)
+        blocks = list(self._blocks(t0, t1))
+        # pass 1: events per pixel of every block, from the offsets (at most t_block each:
+        # uint16); a block cut by [t0, t1), at most the first and the last, is read and kept
+        sizes = np.empty((len(blocks), n), np.uint16 if self.t_block < 2**16 else np.int64)
+        cut = {}
+        for b, i in enumerate(blocks):
+            if t0 > i * self.t_block or t1 < (i + 1) * self.t_block:
+                cut[b] = self._cut_block(i, p0, p1, t0, t1)
+                sizes[b] = np.diff(cut[b][0])
+            else:
+                sizes[b] = np.diff(self._array(f"events/b{i}/ptr")[p0:p1 + 1])
+        ptr = np.zeros(n + 1, np.int64)
+        np.cumsum(sizes.sum(axis=0, dtype=np.int64), out=ptr[1:])
+        n_events = int(ptr[-1])
+        if compact:
+            frame = np.empty(n_events, np.uint16 if self.n_frames <= 2**16 else np.int32)
+            count = np.empty(n_events, np.uint16)
+        else:
+            frame = np.empty(n_events, np.int32)
+            count = np.empty(n_events, np.int32)
+        # pass 2: each block's events into place, one block in memory at a time
+        fill = ptr[:-1].copy()
+        for b, i in enumerate(blocks):
+            if b in cut:
+                bptr, fr, cn = cut.pop(b)
+            else:
+                bptr, fr, cn = self._block_events(i, p0, p1, sizes[b])
+            if count.dtype == np.uint16 and len(cn) and cn.max() >= 2**16:
+                count = count.astype(np.int32)
+            kernels.scatter_block(bptr, fr, cn, fill, frame, count)
+        if compact and n_events < 2**31:
+            ptr = ptr.astype(np.int32)
+        return ptr, frame, count
+
+    def _block_events(self, i: int, p0: int, p1: int, sizes: np.ndarray):
+        """Stored block i's events of pixels [p0, p1) with ``sizes`` events each:
+        (ptr from 0, frame int32, count int32)."""
+        ptr = np.zeros(p1 - p0 + 1, np.int64)
+        np.cumsum(sizes, out=ptr[1:])
+        if not ptr[-1]:
+            return ptr, np.zeros(0, np.int32), np.zeros(0, np.int32)
+        e0 = int(self._array(f"events/b{i}/ptr")[p0])
+        e1 = e0 + int(ptr[-1])
+        return ptr, self._array(f"events/b{i}/frame")[e0:e1], self._array(f"events/b{i}/count")[e0:e1]
+
+    def _cut_block(self, i: int, p0: int, p1: int, t0: int, t1: int):
+        """Stored block i's events of pixels [p0, p1) in frames [t0, t1): (ptr from 0, frame, count)."""
+        ptr = self._array(f"events/b{i}/ptr")[p0:p1 + 1]
+        e0, e1 = int(ptr[0]), int(ptr[-1])
+        ptr = ptr - e0
+        fr = self._array(f"events/b{i}/frame")[e0:e1] if e1 > e0 else np.zeros(0, np.int32)
+        cn = self._array(f"events/b{i}/count")[e0:e1] if e1 > e0 else np.zeros(0, np.int32)
+        keep = (fr >= t0) & (fr < t1)
+        kept = np.zeros(len(keep) + 1, np.int64)
+        np.cumsum(keep, out=kept[1:])
+        return kept[ptr], fr[keep], cn[keep]
 
     def mean_image(self) -> np.ndarray:
         """Counts per frame, (ny, nx) float64, NaN where invalid."""

@@ -215,7 +215,10 @@ def _density(man: Manifest, in_bins: dict) -> tuple[float, str]:
 
 def _scan_blocks(n_frames: int, shape, itemsize: int, P: int, n_q: int, density: float,
                  ttcf_bin: int) -> tuple[int, int]:
-    """(tasks, largest task bytes) of one scan from the block sizes of conversion and correlation."""
+    """(tasks, working-set bytes) of one scan from the block sizes of conversion and correlation.
+
+    The working set is the larger of a conversion task's and the correlation's live data
+    (its shared loads and waiting partial numerators included)."""
     import conversions.store as cs
     import daskxpcs.graph.correlate as gc
     from conversions.convert import BATCH_FRAMES
@@ -229,15 +232,18 @@ def _scan_blocks(n_frames: int, shape, itemsize: int, P: int, n_q: int, density:
     sparse, tb, p_tile = gc.choose_blocks(n_frames, P, density, ttcf_bin=ttcf_bin)
     n_t = math.ceil(n_frames / tb)
     pairs = n_t * (n_t + 1) // 2
+    n_p = math.ceil(P / p_tile)
     if sparse:
         # a tile's time-block loads stay alive while their rows and columns of pairs run
-        # (4 bytes an event, 4 a pixel offset), beside one lag-statistics read of a pixel chunk
+        # (4 bytes an event, 4 a pixel offset), two tiles' at a change of tile, beside one
+        # lag-statistics read of a pixel chunk; with several tiles, one tile's partial
+        # numerators of every block pair (its bins only) wait for the next tile's
         px = min(p_tile, P)
         loads = density * n_frames * px * 4 + n_t * px * 4
-        tile_bytes = int(loads + min(gc.EVENTS_PER_CHUNK, density * n_frames * P) * 24)
+        waiting = pairs * min(n_q, math.ceil(n_q / n_p) + 1) * tb * tb * 8 if n_p > 1 else 0
+        tile_bytes = int(min(2, n_p) * loads + waiting + min(gc.EVENTS_PER_CHUNK, density * n_frames * P) * 24)
     else:
         tile_bytes = 2 * tb * p_tile * 4
-    n_p = math.ceil(P / p_tile)
     corr_tasks = n_p * (pairs + 1) + pairs + n_t + 8
     corr_bytes = tile_bytes + 2 * (n_q + 1) * tb * tb * 8
     return conv_tasks + corr_tasks + 4, max(conv_bytes, corr_bytes)
@@ -320,7 +326,7 @@ def format_plan(plan: Plan) -> str:
         f"  photon density   {plan.density:.3g} per pixel per frame ({plan.density_source})",
         f"  TTCF to write    {_size(plan.ttcf_bytes)} (ttcf_bin {plan.ttcf_bin}, float32, before compression)",
         f"  peak memory      {_size(plan.peak_worker_bytes)} per worker thread "
-        f"({_size(plan.peak_task_bytes)} largest task + {_size(WORKER_BASE_BYTES)} worker)",
+        f"({_size(plan.peak_task_bytes)} largest scan's working set + {_size(WORKER_BASE_BYTES)} worker)",
         f"  throughput       {plan.throughput:.3g} frame-pixels/s per worker + {plan.scan_overhead_s:.2g} s "
         f"per scan ({plan.calibration_source})",
     ]

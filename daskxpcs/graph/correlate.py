@@ -143,7 +143,7 @@ def choose_blocks(n_frames: int, n_pixels: int, density: float, *, engine: str =
         else:
             p_tile = DENSE_P_TILE
         base = max(1, int(store_p_tile))
-        if p_tile > base:
+        if base < p_tile < n_pixels:
             p_tile = p_tile // base * base
     p_tile = max(1, min(int(p_tile), max(n_pixels, 1)))
     return sparse, t_block, p_tile

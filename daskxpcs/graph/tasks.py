@@ -112,7 +112,7 @@ def pick(mapping: dict, key):
 def read_events(path: str, block: tuple[int, int], p0: int, p1: int) -> tuple:
     """Photon events (ptr, frame, count) of stored pixels [p0, p1) in frames ``block``, compacted."""
     st = open_store(path)
-    return K.compact_events(st.read_events(block[0], block[1], p0, p1), st.n_frames)
+    return st.read_events(block[0], block[1], p0, p1, compact=True)
 
 
 def finish_lag(part: tuple, layout: K.TileLayout, n_lag: int) -> np.ndarray:

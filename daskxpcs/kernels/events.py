@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from conversions.kernels import compact_events
 from daskxpcs.kernels.diag import TileLayout
 
 __all__ = ["event_pairs", "event_frame_sums", "event_tile_stats", "compact_events"]
@@ -81,31 +82,6 @@ def event_frame_sums(ev: tuple, labels: np.ndarray, n_q: int, t0: int, t1: int) 
     ptr, frame, count = ev
     _event_frame_sums(ptr, frame, count, np.asarray(labels, np.int64), t0, out)
     return out
-
-
-def compact_events(ev: tuple, n_frames: int) -> tuple:
-    """The same CSR events in the smallest exact dtypes: 4 bytes an event instead of 8.
-
-    A time block's events stay in memory while every pair task of its row and column
-    runs, so their size sets the sparse engine's peak memory.
-
-    Parameters
-    ----------
-    ev : (ptr int64, frame int32 absolute, count int32)
-    n_frames : frames of the scan (frames fit uint16 when it is at most 65536)
-
-    Returns
-    -------
-    (ptr int32 or int64, frame uint16 or int32, count uint16 or int32), equal values
-    """
-    ptr, frame, count = ev
-    if len(ptr) and ptr[-1] < 2**31:
-        ptr = ptr.astype(np.int32)
-    if n_frames <= 2**16:
-        frame = frame.astype(np.uint16)
-    if not len(count) or count.max() < 2**16:
-        count = count.astype(np.uint16)
-    return ptr, frame, count
 
 
 @njit(nogil=True, cache=True)

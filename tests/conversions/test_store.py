@@ -60,6 +60,10 @@ def test_random_tiles_round_trip(stored, data):
     for j in range(p1 - p0):  # time-ordered within each pixel
         assert np.all(np.diff(frame[ptr[j]:ptr[j + 1]]) > 0)
     np.testing.assert_array_equal(_events_to_dense(ptr, frame, count, t0, t1), expect)
+    small = store.read_events(t0, t1, p0, p1, compact=True)  # the correlation's loads
+    assert [a.dtype for a in small] == [np.int32, np.uint16, np.uint16]
+    for got, want in zip(small, (ptr, frame, count)):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_pixels_grouped_by_q_bin(stored):
@@ -185,3 +189,16 @@ def test_finalise_interrupted_and_rerun_gives_the_same(tmp_path, layout):
     assert again.attrs["photon_total"] == expect[2]
     ok = expect[1].ravel()
     np.testing.assert_array_equal(expect[0], frames.reshape(12, -1)[:, ok].sum(axis=1))
+
+
+def test_compact_event_reads_keep_large_counts(tmp_path):
+    # a count above uint16 turns the compact counts int32 instead of wrapping
+    frames = np.zeros((12, 8, 8), np.uint32)
+    frames[2, 1, 1], frames[9, 1, 1], frames[7, 3, 4] = 70_000, 3, 1
+    store = write_store_from_array(tmp_path / "s.zarr", frames, layout="events", t_block=4)
+    full = store.read_events(1, 11, 0, store.n_pixels)
+    small = store.read_events(1, 11, 0, store.n_pixels, compact=True)
+    assert small[2].dtype == np.int32 and small[1].dtype == np.uint16
+    for got, want in zip(small, full):
+        np.testing.assert_array_equal(got, want)
+    assert sorted(full[2].tolist()) == [1, 3, 70_000]
