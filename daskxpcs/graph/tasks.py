@@ -63,7 +63,7 @@ def _scratch(slot: int, shape: tuple[int, ...], dtype) -> np.ndarray:
     """A C-contiguous array of ``shape`` reused by the tasks of this thread (contents undefined).
 
     A dense tile's blocks are tens of MB each; fresh ones are page-faulted in on every
-    task (4-5 % of the dense engine's time on a VM). Only for arrays that no result
+    task (3-4 % of the dense engine's time on this VM). Only for arrays that no result
     keeps: each thread runs one task at a time, so a slot is never shared.
     """
     pool = getattr(_local, "pool", None)
