@@ -45,8 +45,12 @@ WORK = "_work"  # per-block scratch (not a Zarr node), removed once complete
 DENSITY_THRESHOLD = 0.05
 #: Frames per stored time block for the events layout.
 EVENTS_T_BLOCK = 256
-#: Bytes of uncompressed counts one dense time block may hold in memory.
-DENSE_BLOCK_BYTES = 128 * 2**20
+#: Bytes of uncompressed counts one dense time block may hold in memory (at most 256
+#: frames). A time block is one shard, and a correlation task reads one chunk of each
+#: shard its frames cross, paying an index read per shard: 256-frame shards read a
+#: 1024^2 tile in half the time of 64-frame ones (22 vs 43 ms), and the dense engine
+#: ran 9-12 % faster.
+DENSE_BLOCK_BYTES = 512 * 2**20
 EVENTS_BLOCK_BYTES = 256 * 2**20
 DENSE_P_TILE = 8192
 EVENTS_CHUNK = 1 << 20
