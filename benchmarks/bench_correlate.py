@@ -16,8 +16,8 @@ Commands (``--scale s`` multiplies the detector side, ``--frames`` overrides T):
         on "cpu", dense C of all 10 q-bins plus its g2 and SAXS by-products, every bin's C
         turned into numpy). Its process reads the store and writes boost_corr's own q-map
         HDF5 file (dynamic = static map = the store's q-bins, cropped to them) in a temp
-        dir under WORKDIR, then feeds the counts frame block by frame block, as its dataset
-        loaders do. Target: boost_corr / daskxpcs >= 2x. It then checks one q-bin's C
+        dir under WORKDIR, then reads the store block by block and feeds the counts 64
+        frames at a time, as its dataset loaders hand over frame batches. Target: boost_corr / daskxpcs >= 2x. It then checks one q-bin's C
         (t1 <= t2: boost_corr keeps the upper triangle) against daskxpcs's ``ttcf``: both
         are C = N sum_p I_t1 I_t2 / (S_t1 S_t2) over the bin's N pixels, diagonal included.
         Installed once into a venv under WORKDIR/boostcorr-venv (system site packages plus
@@ -214,9 +214,11 @@ gather = not np.array_equal(col, np.arange(len(col)))
 tt = TwotimeCorrelator(qpm.qinfo, frame_num=T, det_size=(ny, nx), method="normal", window=1024,
                        mask_crop=qpm.mask_crop, device="cpu")
 t1 = time.perf_counter()
-for a in range(0, T, st.t_block):  # frames in, as its dataset loaders hand them over
-    x = st.read_dense(a, min(T, a + st.t_block), 0, P)
-    tt.process(torch.from_numpy(np.ascontiguousarray(x[:, col]) if gather else x))
+for a in range(0, T, st.t_block):  # the store read block by block (stored integers), boost_corr
+    x = st.read_dense(a, min(T, a + st.t_block), 0, P, dtype=None)  # fed float32, 64 frames a call
+    for f in range(0, len(x), 64):
+        part = x[f:f + 64][:, col] if gather else x[f:f + 64]
+        tt.process(torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32)))
 t2 = time.perf_counter()
 tt.post_processing(smooth_method="sqmap")
 saxs = qpm.normalize_scattering(tt.get_scattering())

@@ -141,7 +141,7 @@ def normalise_block(num: dict, s_i: np.ndarray, s_j: np.ndarray, n_pix: np.ndarr
 
     Parameters
     ----------
-    num : {bin: (ni, nj) float64} numerator sums over the bin's pixels (missing = 0)
+    num : {bin: (ni, nj) float32 or float64} numerator sums over the bin's pixels (missing = 0)
     s_i, s_j : (n_q, ni), (n_q, nj) frame sums over each bin's valid pixels
     n_pix : (n_q,) valid pixels per bin
     shape : (ni, nj)
@@ -179,7 +179,7 @@ def normalise_bins(num: dict, s_i: np.ndarray, s_j: np.ndarray, n_pix: np.ndarra
     zero = np.zeros(shape, np.float64)
     for b in range(n_q + 1):
         if b < n_q:
-            nb = num.get(b, zero)
+            nb = np.asarray(num.get(b, zero), np.float64)
             union += nb
             sib, sjb, n = s_i[b], s_j[b], float(n_pix[b])
         else:

@@ -14,9 +14,15 @@ __all__ = ["add_num", "add_lag", "add_arrays", "lag_bin_stats"]
 
 
 def add_num(a: dict, b: dict) -> dict:
-    """Sum two numerator partials {bin: (ni, nj) float64}; updates and returns ``a``."""
+    """Sum two numerator partials {bin: (ni, nj)}; updates and returns ``a``.
+
+    Partials may be float32 (a dense tile's BLAS products, exact integers); sums are
+    kept in float64, converting a float32 left operand once.
+    """
     for k, v in b.items():
         if k in a:
+            if a[k].dtype != np.float64:
+                a[k] = a[k].astype(np.float64)
             a[k] += v
         else:
             a[k] = v

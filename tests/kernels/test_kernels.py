@@ -190,3 +190,13 @@ def test_dense_lag_sums_refuses_a_partial_that_does_not_cover_the_pair():
     narrow = (lo + 1, np.zeros((len(edges), hi - lo - 1, 2)))
     with pytest.raises(ValueError, match="lag partial covers"):
         K.dense_lag_sums(x[:, :20], x[:, 20:], (0, 20), (20, 40), lags, edges, out=narrow)
+
+
+def test_add_num_sums_float32_partials_in_float64():
+    # dense tiles hand over float32 BLAS products; their sum over tiles must stay exact
+    a = {0: np.full((2, 3), 2**24, np.float32)}
+    b = {0: np.ones((2, 3), np.float32), 1: np.full((2, 3), 5, np.float32)}
+    out = K.add_num(a, b)
+    assert out[0].dtype == np.float64
+    np.testing.assert_array_equal(out[0], 2**24 + 1)
+    np.testing.assert_array_equal(out[1], 5)
