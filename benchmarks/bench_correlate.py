@@ -8,10 +8,11 @@ Commands (``--scale s`` multiplies the detector side, ``--frames`` overrides T):
         alternating runs of each process; pip package
         ``xpcs-correlator``, installed with --no-deps in a venv with system site packages
         under WORKDIR/venv; skipped with a message when it cannot be installed or run).
-    python benchmarks/bench_correlate.py dense   [--scale 1] [--frames 2000]
+    python benchmarks/bench_correlate.py dense   [--scale 1] [--frames 2000] [--repeat 1]
         1.0 ph/px/frame, same shape: ``daskxpcs correlate`` against one float32 numpy
         X @ X.T over the same pixels (its process reads the store's counts first; the
-        product alone is printed too). Target: >= 1.3x.
+        product alone is printed too). Target: >= 1.3x. ``--repeat N`` alternates N runs of
+        the three processes and compares medians (about 2.5 min a round at full size).
         Second baseline: APS boost_corr's CPU two-time correlator (TwotimeCorrelator, torch
         on "cpu", dense C of all 10 q-bins plus its g2 and SAXS by-products, every bin's C
         turned into numpy). Its process reads the store and writes boost_corr's own q-map
@@ -346,7 +347,7 @@ def bench_sparse(args) -> dict:
     ours, base, out, bout = [], [], "", ""
     # alternate the two processes and take medians: single runs on a shared machine vary
     # by tens of percent, and the first run after an install compiles numba kernels
-    for _ in range(max(1, args.repeat)):
+    for _ in range(max(1, args.repeat or 3)):
         dt, _, out = run_timed(correlate_cmd(store, args.workdir / "out_sparse.zarr", args.scheduler))
         ours.append(dt)
         if py is not None:
@@ -374,35 +375,49 @@ def bench_sparse(args) -> dict:
 
 def bench_dense(args) -> dict:
     store, T, ny, nx = scan_store(args, 1.0)
-    dt, _, out = run_timed(correlate_cmd(store, args.workdir / "out_dense.zarr", args.scheduler))
-    bt, _, bout = run_timed([sys.executable, "-c", BASELINE_DENSE, str(store)])
-    base = [ln for ln in bout.splitlines() if ln.startswith("BASE")][-1]
-    mm = float(base.split("matmul=")[1].split()[0])
-    print(f"dense 1.0 ph/px/frame {T} x {ny}x{nx}: daskxpcs correlate {dt:.2f} s "
-          f"({T * ny * nx / dt:.3g} frame*pixel/s)\n    {out.strip().splitlines()[-1]}")
-    print(f"    numpy float32 X @ X.T process {bt:.2f} s ({base}); ratio numpy process / daskxpcs = "
-          f"{bt / dt:.2f}x, numpy matmul alone / daskxpcs = {mm / dt:.2f}x (target >= 1.3x)")
-    res = {"daskxpcs_s": dt, "numpy_s": bt, "numpy_matmul_s": mm, "ratio": bt / dt}
     py = boostcorr_python(args.workdir)
-    if py is not None:
-        check_bin, c2_file = N_Q // 2, args.workdir / "boostcorr_c2.npy"
-        c2_file.unlink(missing_ok=True)
-        try:
-            bt, _, bout = run_timed([py, "-c", BASELINE_BOOSTCORR, str(store), str(args.workdir),
-                                     str(check_bin), str(c2_file)])
-        except RuntimeError as exc:
-            print(f"    boost_corr baseline failed, skipped: {str(exc).strip().splitlines()[-1]}")
-            return res
-        print(f"    {BOOSTCORR} (TwotimeCorrelator, torch CPU, dense C of all {N_Q} bins): {bt:.2f} s   "
-              f"{[ln for ln in bout.splitlines() if ln.startswith('BASE')]}")
+    check_bin, c2_file = N_Q // 2, args.workdir / "boostcorr_c2.npy"
+    ours, nump, mms, boost, out, base, bout = [], [], [], [], "", "", ""
+    # the three processes alternate; medians are compared (see bench_sparse)
+    for _ in range(max(1, args.repeat or 1)):
+        dt, _, out = run_timed(correlate_cmd(store, args.workdir / "out_dense.zarr", args.scheduler))
+        ours.append(dt)
+        bt, _, nout = run_timed([sys.executable, "-c", BASELINE_DENSE, str(store)])
+        base = [ln for ln in nout.splitlines() if ln.startswith("BASE")][-1]
+        nump.append(bt)
+        mms.append(float(base.split("matmul=")[1].split()[0]))
+        if py is not None:
+            c2_file.unlink(missing_ok=True)
+            try:
+                bt, _, bout = run_timed([py, "-c", BASELINE_BOOSTCORR, str(store), str(args.workdir),
+                                         str(check_bin), str(c2_file)])
+                boost.append(bt)
+            except RuntimeError as exc:
+                print(f"    boost_corr baseline failed, skipped: {str(exc).strip().splitlines()[-1]}")
+                py = None
+
+    def runs(xs):
+        return f"median of {[round(x, 2) for x in xs]}" if len(xs) > 1 else "one run"
+
+    dt, bt, mm = float(np.median(ours)), float(np.median(nump)), float(np.median(mms))
+    print(f"dense 1.0 ph/px/frame {T} x {ny}x{nx}: daskxpcs correlate {dt:.2f} s, {runs(ours)} "
+          f"({T * ny * nx / dt:.3g} frame*pixel/s)\n    {out.strip().splitlines()[-1]}")
+    print(f"    numpy float32 X @ X.T process {bt:.2f} s, {runs(nump)} ({base}); ratio numpy process / "
+          f"daskxpcs = {bt / dt:.2f}x, numpy matmul alone / daskxpcs = {mm / dt:.2f}x (target >= 1.3x)")
+    res = {"daskxpcs_s": dt, "daskxpcs_runs_s": ours, "numpy_s": bt, "numpy_runs_s": nump,
+           "numpy_matmul_s": mm, "ratio": bt / dt}
+    if boost:
+        bt = float(np.median(boost))
+        print(f"    {BOOSTCORR} (TwotimeCorrelator, torch CPU, dense C of all {N_Q} bins): {bt:.2f} s, "
+              f"{runs(boost)}   {[ln for ln in bout.splitlines() if ln.startswith('BASE')]}")
         print(f"    ratio boost_corr / daskxpcs = {bt / dt:.2f}x (target >= 2x)")
-        res.update(boostcorr_s=bt, boostcorr_ratio=bt / dt)
+        res.update(boostcorr_s=bt, boostcorr_runs_s=boost, boostcorr_ratio=bt / dt)
         try:  # same numbers? boost_corr keeps the upper triangle (t1 <= t2) of C
             import zarr
 
             iu = np.triu_indices(T)
-            ours = zarr.open_group(str(args.workdir / "out_dense.zarr"), mode="r")["ttcf"][check_bin][iu]
-            rel = np.abs(np.load(c2_file)[iu].astype(np.float64) - ours) / np.abs(ours)
+            c = zarr.open_group(str(args.workdir / "out_dense.zarr"), mode="r")["ttcf"][check_bin][iu]
+            rel = np.abs(np.load(c2_file)[iu].astype(np.float64) - c) / np.abs(c)
             print(f"    check: q-bin {check_bin} C(t1 <= t2), boost_corr vs daskxpcs ttcf: max |rel diff| "
                   f"{np.nanmax(rel):.1e}, mean {np.nanmean(rel):.1e}")
             res.update(boostcorr_check_max_rel=float(np.nanmax(rel)))
@@ -443,7 +458,8 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/daskxpcs-bench"))
     p.add_argument("--scheduler", default="threads")
     p.add_argument("--workers", type=int, default=2, help="xpcs-correlator local workers")
-    p.add_argument("--repeat", type=int, default=3, help="sparse: runs of each process (medians are compared)")
+    p.add_argument("--repeat", type=int, help="runs of each process, alternating; medians are compared "
+                   "(default 3 for sparse, 1 for dense)")
     args = p.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"cpus={os.cpu_count()} python={sys.version.split()[0]}", flush=True)
