@@ -675,24 +675,28 @@ class ScanStore:
             ptr = ptr.astype(np.int32)
         return ptr, frame, count
 
-    def _block_events(self, i: int, p0: int, p1: int, sizes: np.ndarray):
-        """Stored block i's events of pixels [p0, p1) with ``sizes`` events each:
-        (ptr from 0, frame int32, count int32)."""
-        ptr = np.zeros(p1 - p0 + 1, np.int64)
-        np.cumsum(sizes, out=ptr[1:])
-        if not ptr[-1]:
-            return ptr, np.zeros(0, np.int32), np.zeros(0, np.int32)
-        e0 = int(self._array(f"events/b{i}/ptr")[p0])
+    def _block_events(self, i: int, p0: int, p1: int, sizes: np.ndarray | None = None):
+        """Stored block i's events of pixels [p0, p1): (ptr from 0, frame int32, count int32).
+
+        ``sizes``: the events of each pixel when already known; the offsets are then
+        rebuilt from them instead of read again.
+        """
+        if sizes is None:
+            ptr = self._array(f"events/b{i}/ptr")[p0:p1 + 1]
+            e0 = int(ptr[0])
+            ptr = ptr - e0
+        else:
+            ptr = np.zeros(p1 - p0 + 1, np.int64)
+            np.cumsum(sizes, out=ptr[1:])
+            e0 = int(self._array(f"events/b{i}/ptr")[p0]) if ptr[-1] else 0
         e1 = e0 + int(ptr[-1])
+        if e1 == e0:
+            return ptr, np.zeros(0, np.int32), np.zeros(0, np.int32)
         return ptr, self._array(f"events/b{i}/frame")[e0:e1], self._array(f"events/b{i}/count")[e0:e1]
 
     def _cut_block(self, i: int, p0: int, p1: int, t0: int, t1: int):
         """Stored block i's events of pixels [p0, p1) in frames [t0, t1): (ptr from 0, frame, count)."""
-        ptr = self._array(f"events/b{i}/ptr")[p0:p1 + 1]
-        e0, e1 = int(ptr[0]), int(ptr[-1])
-        ptr = ptr - e0
-        fr = self._array(f"events/b{i}/frame")[e0:e1] if e1 > e0 else np.zeros(0, np.int32)
-        cn = self._array(f"events/b{i}/count")[e0:e1] if e1 > e0 else np.zeros(0, np.int32)
+        ptr, fr, cn = self._block_events(i, p0, p1)
         keep = (fr >= t0) & (fr < t1)
         kept = np.zeros(len(keep) + 1, np.int64)
         np.cumsum(keep, out=kept[1:])

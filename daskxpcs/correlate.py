@@ -91,10 +91,7 @@ def correlate_scan(store, out, *, qmap: np.ndarray | None = None, q_edges: Seque
     t_plan = time.perf_counter()
     with _scheduler_context(scheduler) as sched:
         with progress_bar(progress and (sched is None or isinstance(sched, str))), single_blas_thread(sched):
-            if sched is None:
-                dask.compute(graph)
-            else:
-                dask.compute(graph, scheduler=local_get(sched))
+            dask.compute(graph, scheduler=local_get(sched))  # None: Dask's default
     t_done = time.perf_counter()
     timings = {
         "plan_s": t_plan - t_start,

@@ -41,7 +41,7 @@ import numpy as np
 from daskxpcs.campaign.manifest import Manifest
 from daskxpcs.campaign.state import file_stat
 
-__all__ = ["Plan", "plan_campaign", "format_plan", "DEFAULT_THROUGHPUT", "DEFAULT_SCAN_OVERHEAD_S",
+__all__ = ["Plan", "plan_campaign", "format_plan", "ttcf_nbytes", "DEFAULT_THROUGHPUT", "DEFAULT_SCAN_OVERHEAD_S",
            "DEFAULT_TTCF_RATE", "WORKERS"]
 
 # Fitted on two runs of `benchmarks/bench_archive.py` (threads, 2 shared cores, renewal
@@ -59,6 +59,11 @@ DEFAULT_TTCF_RATE = 8.2e7
 DEFAULT_DENSITY = 0.01  # photons / pixel / frame, sparse 21 keV XPCS
 WORKERS = (1, 8, 64)
 WORKER_BASE_BYTES = 300 * 2**20  # an idle Dask worker process with numba/zarr loaded
+
+
+def ttcf_nbytes(n_q: int, n_frames: int, ttcf_bin: int) -> int:
+    """Bytes of one scan's ``ttcf`` before compression: n_q + 1 float32 maps of T' x T'."""
+    return 4 * (n_q + 1) * (n_frames // ttcf_bin) ** 2
 
 
 @dataclass
@@ -113,7 +118,7 @@ class Plan:
 
     @property
     def ttcf_bytes(self) -> int:
-        return sum((s.n_q + 1) * (s.n_frames // self.ttcf_bin) ** 2 * 4 for s in self.scans)
+        return sum(ttcf_nbytes(s.n_q, s.n_frames, self.ttcf_bin) for s in self.scans)
 
     @property
     def peak_task_bytes(self) -> int:

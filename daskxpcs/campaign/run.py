@@ -25,6 +25,7 @@ import numpy as np
 from conversions.errors import InputError
 from conversions.scheduling import local_get
 from daskxpcs.campaign.manifest import Geometry, Manifest, ScanSpec, load_manifest
+from daskxpcs.campaign.plan import ttcf_nbytes
 from daskxpcs.campaign.state import (
     atomic_write_json, conversion_fingerprint, mark_done, mark_store, read_done, remove_tree, scan_fingerprint,
     store_is_fresh,
@@ -386,8 +387,8 @@ def _summary(man: Manifest, out: Path, outcomes: list[ScanOutcome], camp: dict, 
                     stage_totals[k] = stage_totals.get(k, 0.0) + float(v)
     done = [o for o in outcomes if o.ok and not o.resumed]
     frame_pixels = sum((o.scan.n_frames or 0) * math.prod(o.scan.frame_shape or (0,)) for o in done)
-    ttcf_bytes = sum(4 * len(man.geometry_of(o.scan).q_edges) * ((o.scan.n_frames or 0) // params["ttcf_bin"]) ** 2
-                     for o in done)  # (n_q + 1) float32 T' x T' maps
+    ttcf_bytes = sum(ttcf_nbytes(len(man.geometry_of(o.scan).q_edges) - 1, o.scan.n_frames or 0, params["ttcf_bin"])
+                     for o in done)
     reasons = {}
     for o in outcomes:
         for r in o.rows:

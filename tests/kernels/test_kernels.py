@@ -42,15 +42,19 @@ def draw(T, P, density, n_q, seed):
     return x, labels
 
 
+def frame_range(data, T: int, start: int = 0) -> tuple[int, int]:
+    """A drawn non-empty frame range [f0, f1) of [start, T)."""
+    f0 = data.draw(st.integers(start, T - 1))
+    return f0, data.draw(st.integers(f0 + 1, T))
+
+
 @settings(max_examples=25, deadline=None)
 @given(scans, st.data())
 def test_event_pairs_equal_dense_products_and_numpy(scan, data):
     T, P, density, n_q, seed = scan
     x, labels = draw(T, P, density, n_q, seed)
-    a0 = data.draw(st.integers(0, T - 1))
-    a1 = data.draw(st.integers(a0 + 1, T))
-    b0 = data.draw(st.integers(a0, T - 1))
-    b1 = data.draw(st.integers(b0 + 1, T))
+    a0, a1 = frame_range(data, T)
+    b0, b1 = frame_range(data, T, a0)
     lay = K.tile_layout(labels, n_q)
     ev = K.event_pairs(csr(x[a0:a1], a0), csr(x[b0:b1], b0), lay, (a0, a1), (b0, b1))
     xa = K.pixel_major(x[a0:a1], lay)
@@ -71,8 +75,7 @@ def test_event_pairs_diagonal_block_mirrors_upper_triangle(scan, data):
     # the same events passed twice take the upper-triangle path; it must equal numpy
     T, P, density, n_q, seed = scan
     x, labels = draw(T, P, density, n_q, seed)
-    a0 = data.draw(st.integers(0, T - 1))
-    a1 = data.draw(st.integers(a0 + 1, T))
+    a0, a1 = frame_range(data, T)
     lay = K.tile_layout(labels, n_q)
     ev = csr(x[a0:a1], a0)
     got = K.event_pairs(ev, ev, lay, (a0, a1), (a0, a1))
