@@ -20,3 +20,15 @@ def format_fixtures() -> Path:
     if not FORMAT_FIXTURES.exists():
         pytest.skip(f"format fixtures not found at {FORMAT_FIXTURES}")
     return FORMAT_FIXTURES
+
+
+@pytest.fixture
+def without_vnni(monkeypatch):
+    """The dense engine as on a CPU without AVX-512 VNNI: BLAS products only."""
+    from daskxpcs.kernels import vnni_available
+
+    monkeypatch.setenv("DASKXPCS_VNNI", "0")
+    vnni_available.cache_clear()
+    yield
+    monkeypatch.undo()
+    vnni_available.cache_clear()

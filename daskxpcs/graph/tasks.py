@@ -82,14 +82,34 @@ def dense_group(path: str, p0: int, p1: int, layout: K.TileLayout, rows: list[tu
 
     Returns
     -------
-    nums : {(a, b): {bin: (na, nb) float64}} numerator sums per block pair
+    nums : {(a, b): {bin: (na, nb)}} numerator sums per block pair: exact int32 products
+        (:func:`~daskxpcs.kernels.vnni.int8_products`) or BLAS ones (float32, float64 where
+        float32 could round)
     lag : per-pixel lag partial (lo, (n_win + 1, n, nv)) summed over the pairs
     sums : {a: (n_q, na) float64} frame sums of the diagonal blocks a (a == b), else empty
     """
     st = open_store(path)
-    xts = {blk: K.pixel_major(st.read_dense(blk[0], blk[1], p0, p1, dtype=None), layout,
-                              out=_scratch(n, (len(layout.perm), blk[1] - blk[0]), np.float32))
-           for n, blk in enumerate(dict.fromkeys(rows + cols))}
+    # exact int32 products from bytes where the CPU has VNNI and every count fits a byte
+    int8 = K.vnni_available()
+    if int8:
+        col, koff = K.slab_columns(layout)
+        int8 = np.diff(koff).max(initial=0) <= K.MAX_BIN_COLUMNS  # int32 sums stay exact
+    blocks = list(dict.fromkeys(rows + cols))
+    raw, fms, peak, fsum = {}, {}, {}, {}
+    for n, blk in enumerate(blocks):
+        x = raw[blk] = st.read_dense(blk[0], blk[1], p0, p1, dtype=None)
+        if int8 and x.dtype.kind == "u":
+            shape = (-(-(blk[1] - blk[0]) // 4) * 4, int(koff[-1]))
+            fm, peak[blk], fsum[blk] = K.frame_major_u8(x, layout, col, koff, out=_scratch(-1 - n, shape, np.uint8))
+            if peak[blk] <= K.MAX_COUNT:
+                fms[blk] = fm
+        else:
+            peak[blk] = int(x.max(initial=0))
+    # per-pixel rows for the lag sums: bytes when the whole group fits them, else float32
+    dtype = np.uint8 if len(fms) == len(blocks) else np.float32
+    xts = {blk: K.pixel_major(raw.pop(blk), layout, dtype=dtype,
+                              out=_scratch(n, (len(layout.perm), blk[1] - blk[0]), dtype))
+           for n, blk in enumerate(blocks)}
     pairs = [(a, b) for a in rows for b in cols if b[0] >= a[0]]
     # one lag partial for the whole group, covering every pair's ladder range
     ranges = [K.lag_range(lags, a[0], a[1], b[0], b[1]) for a, b in pairs]
@@ -97,10 +117,14 @@ def dense_group(path: str, p0: int, p1: int, layout: K.TileLayout, rows: list[tu
     lag = (lo, np.zeros((len(edges), hi - lo, len(layout.perm)), np.float64))
     nums, sums = {}, {}
     for a, b in pairs:
-        nums[(a, b)] = K.dense_products(xts[a], xts[b], layout)
-        K.dense_lag_sums(xts[a], xts[b], a, b, lags, edges, out=lag)
+        mx = max(peak[a], peak[b])
+        if a in fms and b in fms:
+            nums[(a, b)] = K.int8_products(fms[a], fms[b], a[1] - a[0], b[1] - b[0], layout, koff)
+        else:
+            nums[(a, b)] = K.dense_products(xts[a], xts[b], layout, max_count=mx)
+        K.dense_lag_sums(xts[a], xts[b], a, b, lags, edges, out=lag, max_count=mx)
         if a == b:
-            sums[a] = K.dense_frame_sums(xts[a], layout)
+            sums[a] = fsum[a] if a in fsum else K.dense_frame_sums(xts[a], layout)
     return nums, lag, sums
 
 

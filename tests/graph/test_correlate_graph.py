@@ -287,3 +287,56 @@ def test_dense_groups_of_one_thread_share_no_result_memory(mixed_scan):
     np.testing.assert_array_equal(first[1][1], kept[1])
     for k, v in first[2].items():
         np.testing.assert_array_equal(v, kept[2][k])
+
+
+@pytest.fixture(scope="module")
+def bright_scan(tmp_path_factory):
+    """1 ph/px/frame in 20-frame blocks; block 2 holds one pixel at 1000 counts: no byte
+    holds it, and float32 product and lag sums of its bin would round."""
+    rng = np.random.default_rng(11)
+    frames, valid, qmap, edges = make_scan(rng, 60, 16, 16, 1.0, 2, 0.0)
+    frames[45, 3, 4] = 1000
+    d = tmp_path_factory.mktemp("bright")
+    write_store_from_array(d / "s.zarr", frames, valid=valid, qmap=qmap, q_edges=edges, layout="dense",
+                           t_block=20, p_tile=256)
+    return d / "s.zarr", frames, valid, qmap, edges
+
+
+def test_dense_group_products_by_counts(bright_scan):
+    # bytes (exact int32) where the CPU has VNNI and counts fit, BLAS float64 where float32 could round
+    from daskxpcs import kernels as K
+    from daskxpcs.graph import tasks
+    from daskxpcs.graph.correlate import plan_correlation
+
+    store, frames, *_ = bright_scan
+    plan = plan_correlation(store, engine="dense", t_block=20, p_tile=256)
+    (p0, p1), = plan.tiles
+    layout = K.tile_layout(plan.labels[p0:p1], plan.n_q)
+    nums, _, sums = tasks.dense_group(str(store), p0, p1, layout, plan.blocks, plan.blocks, plan.lags, plan.edges)
+    from conversions.store import open_scan_store
+
+    x = frames.reshape(60, -1)[:, open_scan_store(store).pixels[p0:p1]].astype(np.int64)
+    small = np.int32 if K.vnni_available() else np.float32
+    for (a, b), num in nums.items():
+        for q, v in num.items():
+            m = plan.labels[p0:p1] == q
+            assert v.dtype == (np.float64 if b == (40, 60) else small), (a, b, q, v.dtype)
+            np.testing.assert_array_equal(v, x[a[0]:a[1], m] @ x[b[0]:b[1], m].T)
+    for a, s in sums.items():
+        for q in layout.bins:
+            np.testing.assert_array_equal(s[q], x[a[0]:a[1], plan.labels[p0:p1] == q].sum(axis=1))
+
+
+def test_dense_byte_and_blas_products_give_identical_results(bright_scan, tmp_path, request):
+    store, frames, valid, qmap, edges = bright_scan
+    ref = reference(frames, valid, qmap, edges, n_windows=3)
+    runs = []
+    for name in ("default", "blas"):
+        if name == "blas":
+            request.getfixturevalue("without_vnni")
+        correlate_scan(store, tmp_path / f"{name}.zarr", engine="dense", t_block=20, p_tile=128, n_windows=3,
+                       scheduler="threads")
+        runs.append(read_out(tmp_path / f"{name}.zarr"))
+    assert_matches(runs[0], ref)
+    for k in COMPARED:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k], err_msg=k)

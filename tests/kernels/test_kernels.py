@@ -113,15 +113,17 @@ def test_lag_sums_dense_and_events_equal_numpy(scan, n_win, data):
             assert xa.dtype == np.float32 and xa.flags.c_contiguous
             part = K.dense_lag_sums(xa, xb, a, b, lags, edges)
             total = K.add_lag(total, part)
-    # the graph sums every pair of a group into one partial covering the whole ladder
-    into = (0, np.zeros((len(edges), len(lags), len(lay.perm))))
-    for i, a in enumerate(blocks):
-        for b in blocks[i:]:
-            K.dense_lag_sums(K.pixel_major(x[a[0]:a[1]], lay), K.pixel_major(x[b[0]:b[1]], lay), a, b, lags,
-                             edges, out=into)
+    # the graph sums every pair of a group into one partial covering the whole ladder, from
+    # float32 rows or (counts within a byte) uint8 rows with int32 sums
     got = np.zeros_like(want)
     got[:, total[0]:total[0] + total[1].shape[1]] = total[1]
-    np.testing.assert_allclose(into[1], got, rtol=1e-12, atol=0)
+    for dtype in (np.float32, np.uint8):
+        into = (0, np.zeros((len(edges), len(lags), len(lay.perm))))
+        for i, a in enumerate(blocks):
+            for b in blocks[i:]:
+                xa = K.pixel_major(x[a[0]:a[1]], lay, dtype=dtype)
+                K.dense_lag_sums(xa, K.pixel_major(x[b[0]:b[1]], lay, dtype=dtype), a, b, lags, edges, out=into)
+        np.testing.assert_allclose(into[1], got, rtol=1e-12, atol=0)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
     # per-bin statistics from the dense partial and from the whole-scan event kernel agree
     stats_dense = K.lag_bin_stats(total, lay, len(lags))
@@ -203,3 +205,28 @@ def test_add_num_sums_float32_partials_in_float64():
     assert out[0].dtype == np.float64
     np.testing.assert_array_equal(out[0], 2**24 + 1)
     np.testing.assert_array_equal(out[1], 5)
+
+
+def test_dense_kernels_take_float64_where_float32_rounds():
+    # 1101 pixels at 127 counts: every product sum is 1101 * 127**2 = 17 758 029, odd and
+    # above 2**24, where float32 has no odd integers; so is one pixel's lag-1 sum over 1200 frames
+    want = 1101 * 127**2
+    lay = K.tile_layout(np.zeros(1101, np.int32), 1)
+    xt = K.pixel_major(np.full((8, 1101), 127, np.uint16), lay)
+    assert np.all(K.dense_products(xt, xt, lay)[0].astype(np.int64) != want)
+    assert np.all(K.dense_products(xt, xt, lay, max_count=127)[0] == want)
+    one = K.pixel_major(np.full((1200, 1), 127, np.uint16), K.tile_layout(np.zeros(1, np.int32), 1))
+    lags, edges = np.array([1]), np.array([0, 1200])
+    _, plain = K.dense_lag_sums(one, one, (0, 1200), (0, 1200), lags, edges)
+    _, wide = K.dense_lag_sums(one, one, (0, 1200), (0, 1200), lags, edges, max_count=127)
+    assert plain[0, 0, 0] != 1199 * 127**2
+    assert wide[0, 0, 0] == wide[1, 0, 0] == 1199 * 127**2
+    # bytes sum in int32, exact far beyond 2**24; float64 where even that could wrap
+    ones = K.pixel_major(np.full((1200, 1), 127, np.uint16), K.tile_layout(np.zeros(1, np.int32), 1), dtype=np.uint8)
+    _, small = K.dense_lag_sums(ones, ones, (0, 1200), (0, 1200), lags, edges)
+    assert small[0, 0, 0] == 1199 * 127**2
+    big = np.full((1, 140_000), 127, np.uint8)  # 139 999 * 127**2 > 2**31
+    _, sums = K.dense_lag_sums(big, big, (0, 140_000), (0, 140_000), lags, np.array([0, 140_000]), max_count=127)
+    assert sums[0, 0, 0] == 139_999 * 127**2
+    with pytest.raises(ValueError, match="must both be float32 or both uint8"):
+        K.dense_lag_sums(ones, one, (0, 1200), (0, 1200), lags, edges)
