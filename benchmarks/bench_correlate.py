@@ -11,7 +11,9 @@ Commands (``--scale s`` multiplies the detector side, ``--frames`` overrides T):
     python benchmarks/bench_correlate.py dense   [--scale 1] [--frames 2000] [--repeat 1]
         1.0 ph/px/frame, same shape: ``daskxpcs correlate`` against one float32 numpy
         X @ X.T over the same pixels (its process reads the store's counts first; the
-        product alone is printed too). Target: >= 1.3x. ``--repeat N`` alternates N runs of
+        product alone is printed too). Target: >= 1.3x. Where the CPU has AVX-512 VNNI
+        (exact int8 block products, the default there) our float32 BLAS path runs too,
+        with DASKXPCS_VNNI=0, as CPUs without VNNI would run it. ``--repeat N`` alternates N runs of
         the three processes and compares medians (about 2.5 min a round at full size).
         Second baseline: APS boost_corr's CPU two-time correlator (TwotimeCorrelator, torch
         on "cpu", dense C of all 10 q-bins plus its g2 and SAXS by-products, every bin's C
@@ -377,11 +379,18 @@ def bench_dense(args) -> dict:
     store, T, ny, nx = scan_store(args, 1.0)
     py = boostcorr_python(args.workdir)
     check_bin, c2_file = N_Q // 2, args.workdir / "boostcorr_c2.npy"
-    ours, nump, mms, boost, out, base, bout = [], [], [], [], "", "", ""
-    # the three processes alternate; medians are compared (see bench_sparse)
+    ours, blas, nump, mms, boost, out, base, bout = [], [], [], [], [], "", "", ""
+    # our BLAS path too where VNNI makes the byte products the default (CPUs without it run that)
+    from daskxpcs.kernels import vnni_available
+
+    vnni = vnni_available()
+    # the processes alternate; medians are compared (see bench_sparse)
     for _ in range(max(1, args.repeat or 1)):
         dt, _, out = run_timed(correlate_cmd(store, args.workdir / "out_dense.zarr", args.scheduler))
         ours.append(dt)
+        if vnni:
+            blas.append(run_timed(correlate_cmd(store, args.workdir / "out_dense_blas.zarr", args.scheduler),
+                                  env={"DASKXPCS_VNNI": "0"})[0])
         bt, _, nout = run_timed([sys.executable, "-c", BASELINE_DENSE, str(store)])
         base = [ln for ln in nout.splitlines() if ln.startswith("BASE")][-1]
         nump.append(bt)
@@ -401,16 +410,24 @@ def bench_dense(args) -> dict:
 
     dt, bt, mm = float(np.median(ours)), float(np.median(nump)), float(np.median(mms))
     print(f"dense 1.0 ph/px/frame {T} x {ny}x{nx}: daskxpcs correlate {dt:.2f} s, {runs(ours)} "
-          f"({T * ny * nx / dt:.3g} frame*pixel/s)\n    {out.strip().splitlines()[-1]}")
+          f"({T * ny * nx / dt:.3g} frame*pixel/s), block products "
+          f"{'int8 on AVX-512 VNNI' if vnni else 'float32 BLAS'}\n    {out.strip().splitlines()[-1]}")
+    if blas:
+        print(f"    float32 BLAS path (DASKXPCS_VNNI=0, as on CPUs without VNNI): {np.median(blas):.2f} s, "
+              f"{runs(blas)}; int8 / BLAS speed-up {np.median(blas) / dt:.2f}x")
     print(f"    numpy float32 X @ X.T process {bt:.2f} s, {runs(nump)} ({base}); ratio numpy process / "
-          f"daskxpcs = {bt / dt:.2f}x, numpy matmul alone / daskxpcs = {mm / dt:.2f}x (target >= 1.3x)")
+          f"daskxpcs = {bt / dt:.2f}x, numpy matmul alone / daskxpcs = {mm / dt:.2f}x (target >= 1.3x)"
+          + (f"; BLAS path {bt / np.median(blas):.2f}x" if blas else ""))
     res = {"daskxpcs_s": dt, "daskxpcs_runs_s": ours, "numpy_s": bt, "numpy_runs_s": nump,
-           "numpy_matmul_s": mm, "ratio": bt / dt}
+           "numpy_matmul_s": mm, "ratio": bt / dt, "vnni": vnni}
+    if blas:
+        res.update(blas_s=float(np.median(blas)), blas_runs_s=blas, blas_ratio=bt / float(np.median(blas)))
     if boost:
         bt = float(np.median(boost))
         print(f"    {BOOSTCORR} (TwotimeCorrelator, torch CPU, dense C of all {N_Q} bins): {bt:.2f} s, "
               f"{runs(boost)}   {[ln for ln in bout.splitlines() if ln.startswith('BASE')]}")
-        print(f"    ratio boost_corr / daskxpcs = {bt / dt:.2f}x (target >= 2x)")
+        print(f"    ratio boost_corr / daskxpcs = {bt / dt:.2f}x (target >= 2x)"
+              + (f"; BLAS path {bt / np.median(blas):.2f}x" if blas else ""))
         res.update(boostcorr_s=bt, boostcorr_runs_s=boost, boostcorr_ratio=bt / dt)
         try:  # same numbers? boost_corr keeps the upper triangle (t1 <= t2) of C
             import zarr
