@@ -11,17 +11,19 @@ Commands (``--scale s`` multiplies the detector side, ``--frames`` overrides T):
     python benchmarks/bench_correlate.py dense   [--scale 1] [--frames 2000] [--repeat 1]
         1.0 ph/px/frame, same shape: ``daskxpcs correlate`` against one float32 numpy
         X @ X.T over the same pixels (its process reads the store's counts first; the
-        product alone is printed too). Target: >= 1.3x. Where the CPU has AVX-512 VNNI
-        (exact int8 block products, the default there) our float32 BLAS path runs too,
-        with DASKXPCS_VNNI=0, as CPUs without VNNI would run it. ``--repeat N`` alternates N runs of
-        the three processes and compares medians (about 2.5 min a round at full size).
+        product alone is printed too). Target: >= 1.3x. Where the CPU has byte kernels
+        (exact int8 block products, the default there) our other paths run too: the AVX2
+        kernel (DASKXPCS_INT8=avx2, what most x86 CPUs without AVX-512 run) when the default
+        is an AVX-512 one, and the float32 BLAS path (DASKXPCS_INT8=0). ``--repeat N``
+        alternates N runs of the processes and compares medians (about 3 min a round at full size).
         Second baseline: APS boost_corr's CPU two-time correlator (TwotimeCorrelator, torch
         on "cpu", dense C of all 10 q-bins plus its g2 and SAXS by-products, every bin's C
         turned into numpy). Its process reads the store and writes boost_corr's own q-map
         HDF5 file (dynamic = static map = the store's q-bins, cropped to them) in a temp
         dir under WORKDIR, then reads the store block by block and feeds the counts 64
-        frames at a time, as its dataset loaders hand over frame batches. Target: boost_corr / daskxpcs >= 2x. It then checks one q-bin's C
-        (t1 <= t2: boost_corr keeps the upper triangle) against daskxpcs's ``ttcf``: both
+        frames at a time, as its dataset loaders hand over frame batches. Target:
+        boost_corr / daskxpcs >= 2x. It then checks one q-bin's C (t1 <= t2: boost_corr
+        keeps the upper triangle) against daskxpcs's ``ttcf``: both
         are C = N sum_p I_t1 I_t2 / (S_t1 S_t2) over the bin's N pixels, diagonal included.
         Installed once into a venv under WORKDIR/boostcorr-venv (system site packages plus
         this interpreter's): ``pip install --no-deps torch==2.13.0`` (a CPU build where
@@ -379,18 +381,22 @@ def bench_dense(args) -> dict:
     store, T, ny, nx = scan_store(args, 1.0)
     py = boostcorr_python(args.workdir)
     check_bin, c2_file = N_Q // 2, args.workdir / "boostcorr_c2.npy"
-    ours, blas, nump, mms, boost, out, base, bout = [], [], [], [], [], "", "", ""
-    # our BLAS path too where VNNI makes the byte products the default (CPUs without it run that)
-    from daskxpcs.kernels import vnni_available
+    ours, nump, mms, boost, out, base, bout = [], [], [], [], "", "", ""
+    # where byte kernels are the default, our slower paths too: AVX2 (x86 CPUs without
+    # AVX-512) and float32 BLAS (CPUs without byte kernels)
+    from daskxpcs.kernels import host_isas, int8_isa
 
-    vnni = vnni_available()
+    isa = int8_isa()
+    paths = {} if isa is None else {"0": []}
+    if isa not in (None, "avx2") and "avx2" in host_isas():
+        paths = {"avx2": [], **paths}
     # the processes alternate; medians are compared (see bench_sparse)
     for _ in range(max(1, args.repeat or 1)):
         dt, _, out = run_timed(correlate_cmd(store, args.workdir / "out_dense.zarr", args.scheduler))
         ours.append(dt)
-        if vnni:
-            blas.append(run_timed(correlate_cmd(store, args.workdir / "out_dense_blas.zarr", args.scheduler),
-                                  env={"DASKXPCS_VNNI": "0"})[0])
+        for env, times in paths.items():
+            times.append(run_timed(correlate_cmd(store, args.workdir / f"out_dense_{env}.zarr", args.scheduler),
+                                   env={"DASKXPCS_INT8": env})[0])
         bt, _, nout = run_timed([sys.executable, "-c", BASELINE_DENSE, str(store)])
         base = [ln for ln in nout.splitlines() if ln.startswith("BASE")][-1]
         nump.append(bt)
@@ -411,23 +417,28 @@ def bench_dense(args) -> dict:
     dt, bt, mm = float(np.median(ours)), float(np.median(nump)), float(np.median(mms))
     print(f"dense 1.0 ph/px/frame {T} x {ny}x{nx}: daskxpcs correlate {dt:.2f} s, {runs(ours)} "
           f"({T * ny * nx / dt:.3g} frame*pixel/s), block products "
-          f"{'int8 on AVX-512 VNNI' if vnni else 'float32 BLAS'}\n    {out.strip().splitlines()[-1]}")
-    if blas:
-        print(f"    float32 BLAS path (DASKXPCS_VNNI=0, as on CPUs without VNNI): {np.median(blas):.2f} s, "
-              f"{runs(blas)}; int8 / BLAS speed-up {np.median(blas) / dt:.2f}x")
+          f"{f'int8 ({isa})' if isa else 'float32 BLAS'}\n    {out.strip().splitlines()[-1]}")
+    names = {"avx2": "int8 AVX2 path (DASKXPCS_INT8=avx2, as on x86 CPUs without AVX-512)",
+             "0": "float32 BLAS path (DASKXPCS_INT8=0, as on CPUs without byte kernels)"}
+    med = {env: float(np.median(times)) for env, times in paths.items()}
+    for env, times in paths.items():
+        print(f"    {names[env]}: {med[env]:.2f} s, {runs(times)}; default / this path speed-up "
+              f"{med[env] / dt:.2f}x")
+
+    def others(base_s):
+        return "".join(f"; {'BLAS' if env == '0' else env} path {base_s / m:.2f}x" for env, m in med.items())
+
     print(f"    numpy float32 X @ X.T process {bt:.2f} s, {runs(nump)} ({base}); ratio numpy process / "
           f"daskxpcs = {bt / dt:.2f}x, numpy matmul alone / daskxpcs = {mm / dt:.2f}x (target >= 1.3x)"
-          + (f"; BLAS path {bt / np.median(blas):.2f}x" if blas else ""))
+          + others(bt))
     res = {"daskxpcs_s": dt, "daskxpcs_runs_s": ours, "numpy_s": bt, "numpy_runs_s": nump,
-           "numpy_matmul_s": mm, "ratio": bt / dt, "vnni": vnni}
-    if blas:
-        res.update(blas_s=float(np.median(blas)), blas_runs_s=blas, blas_ratio=bt / float(np.median(blas)))
+           "numpy_matmul_s": mm, "ratio": bt / dt, "int8_isa": isa,
+           "paths": {env: {"s": med[env], "runs_s": paths[env], "numpy_ratio": bt / med[env]} for env in paths}}
     if boost:
         bt = float(np.median(boost))
         print(f"    {BOOSTCORR} (TwotimeCorrelator, torch CPU, dense C of all {N_Q} bins): {bt:.2f} s, "
               f"{runs(boost)}   {[ln for ln in bout.splitlines() if ln.startswith('BASE')]}")
-        print(f"    ratio boost_corr / daskxpcs = {bt / dt:.2f}x (target >= 2x)"
-              + (f"; BLAS path {bt / np.median(blas):.2f}x" if blas else ""))
+        print(f"    ratio boost_corr / daskxpcs = {bt / dt:.2f}x (target >= 2x)" + others(bt))
         res.update(boostcorr_s=bt, boostcorr_runs_s=boost, boostcorr_ratio=bt / dt)
         try:  # same numbers? boost_corr keeps the upper triangle (t1 <= t2) of C
             import zarr

@@ -23,12 +23,12 @@ def format_fixtures() -> Path:
 
 
 @pytest.fixture
-def without_vnni(monkeypatch):
-    """The dense engine as on a CPU without AVX-512 VNNI: BLAS products only."""
-    from daskxpcs.kernels import vnni_available
+def without_int8(monkeypatch):
+    """The dense engine as on a CPU without byte kernels: BLAS products only."""
+    from daskxpcs.kernels import int8_isa
 
-    monkeypatch.setenv("DASKXPCS_VNNI", "0")
-    vnni_available.cache_clear()
+    monkeypatch.setenv("DASKXPCS_INT8", "0")
+    int8_isa.cache_clear()
     yield
     monkeypatch.undo()
-    vnni_available.cache_clear()
+    int8_isa.cache_clear()

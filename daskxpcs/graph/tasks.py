@@ -83,22 +83,23 @@ def dense_group(path: str, p0: int, p1: int, layout: K.TileLayout, rows: list[tu
     Returns
     -------
     nums : {(a, b): {bin: (na, nb)}} numerator sums per block pair: exact int32 products
-        (:func:`~daskxpcs.kernels.vnni.int8_products`) or BLAS ones (float32, float64 where
+        (:func:`~daskxpcs.kernels.int8.int8_products`) or BLAS ones (float32, float64 where
         float32 could round)
     lag : per-pixel lag partial (lo, (n_win + 1, n, nv)) summed over the pairs
     sums : {a: (n_q, na) float64} frame sums of the diagonal blocks a (a == b), else empty
     """
     st = open_store(path)
-    # exact int32 products from bytes where the CPU has VNNI and every count fits a byte
-    int8 = K.vnni_available()
-    if int8:
+    # exact int32 products from bytes where the CPU has a byte kernel and every count fits
+    isa = K.int8_isa()
+    if isa:
         col, koff = K.slab_columns(layout)
-        int8 = np.diff(koff).max(initial=0) <= K.MAX_BIN_COLUMNS  # int32 sums stay exact
+        if np.diff(koff).max(initial=0) > K.MAX_BIN_COLUMNS:  # int32 sums could wrap
+            isa = None
     blocks = list(dict.fromkeys(rows + cols))
     raw, fms, peak, fsum = {}, {}, {}, {}
     for n, blk in enumerate(blocks):
         x = raw[blk] = st.read_dense(blk[0], blk[1], p0, p1, dtype=None)
-        if int8 and x.dtype.kind == "u":
+        if isa and x.dtype.kind == "u":
             shape = (-(-(blk[1] - blk[0]) // 4) * 4, int(koff[-1]))
             fm, peak[blk], fsum[blk] = K.frame_major_u8(x, layout, col, koff, out=_scratch(-1 - n, shape, np.uint8))
             if peak[blk] <= K.MAX_COUNT:
@@ -119,7 +120,7 @@ def dense_group(path: str, p0: int, p1: int, layout: K.TileLayout, rows: list[tu
     for a, b in pairs:
         mx = max(peak[a], peak[b])
         if a in fms and b in fms:
-            nums[(a, b)] = K.int8_products(fms[a], fms[b], a[1] - a[0], b[1] - b[0], layout, koff)
+            nums[(a, b)] = K.int8_products(fms[a], fms[b], a[1] - a[0], b[1] - b[0], layout, koff, isa)
         else:
             nums[(a, b)] = K.dense_products(xts[a], xts[b], layout, max_count=mx)
         K.dense_lag_sums(xts[a], xts[b], a, b, lags, edges, out=lag, max_count=mx)

@@ -9,9 +9,9 @@ products in parallel. Counts are integers, so float32 products are exact while a
 block's sums stay below 2**24; given the block's largest count, the kernels switch to
 float64 where a sum could reach it. The reductions over tiles sum in float64.
 
-Where the CPU has AVX-512 VNNI and the counts fit a byte, the graph takes the block
-products from :mod:`.vnni` instead (exact int32, 3.3x faster) and the lag sums from byte
-rows in int32 (a quarter of the memory traffic, about 25 % faster).
+Where the CPU has a byte kernel (AVX2 or better) and the counts fit a byte, the graph
+takes the block products from :mod:`.int8` instead (exact int32, 2-3.3x faster) and the
+lag sums from byte rows in int32 (a quarter of the memory traffic, about 25 % faster).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _dot(x, y, zero):
 @overload(_dot, jit_options={"fastmath": True})
 def _dot_impl(x, y, zero):
     if isinstance(zero, types.Integer):
-        # int32 lanes: VNNI dot instructions on byte rows (25 % faster than float32 rows)
+        # int32 lanes on byte rows (VNNI or PMADDWD dots; 25 % faster than float32 rows)
         def dot_i32(x, y, zero):
             s = np.int32(0)
             for t in range(x.shape[0]):

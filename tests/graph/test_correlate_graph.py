@@ -303,7 +303,7 @@ def bright_scan(tmp_path_factory):
 
 
 def test_dense_group_products_by_counts(bright_scan):
-    # bytes (exact int32) where the CPU has VNNI and counts fit, BLAS float64 where float32 could round
+    # bytes (exact int32) where the CPU has a byte kernel and counts fit, BLAS float64 where float32 could round
     from daskxpcs import kernels as K
     from daskxpcs.graph import tasks
     from daskxpcs.graph.correlate import plan_correlation
@@ -316,7 +316,7 @@ def test_dense_group_products_by_counts(bright_scan):
     from conversions.store import open_scan_store
 
     x = frames.reshape(60, -1)[:, open_scan_store(store).pixels[p0:p1]].astype(np.int64)
-    small = np.int32 if K.vnni_available() else np.float32
+    small = np.int32 if K.int8_isa() else np.float32
     for (a, b), num in nums.items():
         for q, v in num.items():
             m = plan.labels[p0:p1] == q
@@ -333,7 +333,7 @@ def test_dense_byte_and_blas_products_give_identical_results(bright_scan, tmp_pa
     runs = []
     for name in ("default", "blas"):
         if name == "blas":
-            request.getfixturevalue("without_vnni")
+            request.getfixturevalue("without_int8")
         correlate_scan(store, tmp_path / f"{name}.zarr", engine="dense", t_block=20, p_tile=128, n_windows=3,
                        scheduler="threads")
         runs.append(read_out(tmp_path / f"{name}.zarr"))

@@ -1,4 +1,4 @@
-"""Byte products on AVX-512 VNNI against exact integer numpy (skipped on other CPUs)."""
+"""Byte products on every x86 instruction set the host has, against exact integer numpy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from hypothesis import strategies as st
 
 from daskxpcs import kernels as K
 
-needs_vnni = pytest.mark.skipif(not K.vnni_available(), reason="no AVX-512 VNNI on this CPU (or numba target)")
+HOST = K.host_isas()
+needs_int8 = pytest.mark.skipif(not HOST, reason="no byte kernel for this CPU (or numba target)")
+each_isa = pytest.mark.parametrize("isa", [pytest.param(isa, marks=pytest.mark.skipif(
+    isa not in HOST, reason=f"this CPU has no {isa}")) for isa in K.ISAS])
 
 
 def tile(rng, T, P, n_q, density):
@@ -26,11 +29,11 @@ def exact(x, y):
     return x.astype(np.int64) @ y.T.astype(np.int64)
 
 
-@needs_vnni
-@settings(max_examples=40, deadline=None)
+@each_isa
+@settings(max_examples=30, deadline=None)
 @given(st.integers(1, 70), st.integers(1, 300), st.integers(1, 5), st.sampled_from([0.0, 0.05, 1.0, 6.0, "byte"]),
        st.integers(0, 2**31), st.data())
-def test_int8_products_equal_integer_numpy(T, P, n_q, density, seed, data):
+def test_int8_products_equal_integer_numpy(isa, T, P, n_q, density, seed, data):
     x, labels = tile(np.random.default_rng(seed), T, P, n_q, density)
     lay = K.tile_layout(labels, n_q)
     col, koff = K.slab_columns(lay)
@@ -42,8 +45,8 @@ def test_int8_products_equal_integer_numpy(T, P, n_q, density, seed, data):
     fa, mxa, sa = K.frame_major_u8(x[a0:a1], lay, col, koff)
     fb, _, _ = K.frame_major_u8(x[b0:b1], lay, col, koff)
     assert mxa == x[a0:a1, labels >= 0].max(initial=0) and fa.shape == (-(-(a1 - a0) // 4) * 4, koff[-1])
-    off = K.int8_products(fa, fb, a1 - a0, b1 - b0, lay, koff)
-    diag = K.int8_products(fa, fa, a1 - a0, a1 - a0, lay, koff)  # one triangle, mirrored
+    off = K.int8_products(fa, fb, a1 - a0, b1 - b0, lay, koff, isa)
+    diag = K.int8_products(fa, fa, a1 - a0, a1 - a0, lay, koff, isa)  # one triangle, mirrored
     assert sorted(off) == sorted(diag) == sorted(set(labels[labels >= 0].tolist()))
     for b in off:
         m = labels == b
@@ -75,8 +78,8 @@ def test_frame_major_layout_padding_and_counts_beyond_a_byte():
         K.frame_major_u8(x, lay, col, koff, out=np.zeros((6, 128), np.uint8))
 
 
-@needs_vnni
-def test_int8_products_exact_where_float32_rounds():
+@each_isa
+def test_int8_products_exact_where_float32_rounds(isa):
     # 1101 pixels at 127 counts: every sum is 1101 * 127**2 = 17 758 029, odd and above
     # 2**24, where float32 has no odd integers
     x = np.full((8, 1101), 127, np.uint16)
@@ -84,27 +87,41 @@ def test_int8_products_exact_where_float32_rounds():
     col, koff = K.slab_columns(lay)
     fm, mx, _ = K.frame_major_u8(x, lay, col, koff)
     assert mx == 127
-    assert np.all(K.int8_products(fm, fm, 8, 8, lay, koff)[0] == 1101 * 127**2)
+    # all 127: VPMADDUBSW's pair sums reach their largest, 2 * 127**2, below int16's limit
+    assert np.all(K.int8_products(fm, fm, 8, 8, lay, koff, isa)[0] == 1101 * 127**2)
 
 
-@needs_vnni
+@needs_int8
 def test_int8_products_refuse_other_layouts():
     lay = K.tile_layout(np.zeros(10, np.int32), 1)
     col, koff = K.slab_columns(lay)
     fm, _, _ = K.frame_major_u8(np.ones((5, 10), np.uint8), lay, col, koff)
     with pytest.raises(ValueError, match="frame_major_u8 layouts"):
-        K.int8_products(fm, fm, 9, 9, lay, koff)
+        K.int8_products(fm, fm, 9, 9, lay, koff, HOST[0])
     with pytest.raises(ValueError, match="frame_major_u8 layouts"):
-        K.int8_products(fm[:, :32], fm[:, :32], 5, 5, lay, koff)
+        K.int8_products(fm[:, :32], fm[:, :32], 5, 5, lay, koff, HOST[0])
 
 
-def test_vnni_switched_off_by_environment(without_vnni):
-    assert not K.vnni_available()
+def test_byte_kernels_chosen_by_environment(without_int8, monkeypatch):
+    assert K.int8_isa() is None
     lay = K.tile_layout(np.zeros(4, np.int32), 1)
     col, koff = K.slab_columns(lay)
     fm, _, _ = K.frame_major_u8(np.ones((4, 4), np.uint16), lay, col, koff)
-    with pytest.raises(RuntimeError, match="VNNI"):
+    with pytest.raises(RuntimeError, match="no byte kernel"):
         K.int8_products(fm, fm, 4, 4, lay, koff)
+    for want in K.ISAS:  # a cap: that kernel or a slower one the host has
+        monkeypatch.setenv("DASKXPCS_INT8", want)
+        K.int8_isa.cache_clear()
+        got = K.int8_isa()
+        slower = list(K.ISAS)[list(K.ISAS).index(want):]
+        assert got == next((isa for isa in slower if isa in HOST), None)
+    monkeypatch.setenv("DASKXPCS_INT8", "avx9000")
+    K.int8_isa.cache_clear()
+    with pytest.raises(ValueError, match="DASKXPCS_INT8"):
+        K.int8_isa()
+    monkeypatch.setenv("DASKXPCS_INT8", "auto")
+    K.int8_isa.cache_clear()
+    assert K.int8_isa() == (HOST[0] if HOST else None)
 
 
 def test_frame_major_runs_stop_at_bins_and_gaps():
