@@ -242,10 +242,13 @@ def _scan_blocks(n_frames: int, shape, itemsize: int, P: int, n_q: int, density:
         # a tile's time-block loads stay alive while their rows and columns of pairs run
         # (4 bytes an event, 4 a pixel offset), two tiles' at a change of tile, beside one
         # lag-statistics read of a pixel chunk; with several tiles, one tile's partial
-        # numerators of every block pair (its bins only) wait for the next tile's
+        # numerators of every block pair (its bins only) wait for the next tile's, int32
+        # while a frame's photons times the largest count (assumed <= 255, with a 4x
+        # margin on the mean frame sum) stay below the kernel's bound, else float64
         px = min(p_tile, P)
         loads = density * n_frames * px * 4 + n_t * px * 4
-        waiting = pairs * min(n_q, math.ceil(n_q / n_p) + 1) * tb * tb * 8 if n_p > 1 else 0
+        item = 4 if 4 * density * px * 255 < 2**30 else 8
+        waiting = pairs * min(n_q, math.ceil(n_q / n_p) + 1) * tb * tb * item if n_p > 1 else 0
         tile_bytes = int(min(2, n_p) * loads + waiting + min(gc.EVENTS_PER_CHUNK, density * n_frames * P) * 24)
     else:
         tile_bytes = 2 * tb * p_tile * 4

@@ -18,7 +18,8 @@ __all__ = ["event_pairs", "event_frame_sums", "event_tile_stats", "compact_event
 
 @njit(nogil=True, cache=True)
 def _event_pairs(ptr_i, frame_i, count_i, ptr_j, frame_j, count_j, slot, a0, b0, upper, num):
-    # upper: i and j are the same events; only pairs e2 >= e1 (t2 >= t1) are summed
+    # upper: i and j are the same events; only pairs e2 >= e1 (t2 >= t1) are summed.
+    # Integer products, added to num's dtype (int32 only where the caller bounded the sums)
     n_px = ptr_i.shape[0] - 1
     for p in range(n_px):
         s = slot[p]
@@ -26,9 +27,26 @@ def _event_pairs(ptr_i, frame_i, count_i, ptr_j, frame_j, count_j, slot, a0, b0,
             continue
         for e1 in range(ptr_i[p], ptr_i[p + 1]):
             u = np.int64(frame_i[e1]) - a0
-            c1 = np.float64(count_i[e1])
+            c1 = np.int64(count_i[e1])
             for e2 in range(e1 if upper else ptr_j[p], ptr_j[p + 1]):
-                num[s, u, np.int64(frame_j[e2]) - b0] += c1 * np.float64(count_j[e2])
+                num[s, u, np.int64(frame_j[e2]) - b0] += c1 * np.int64(count_j[e2])
+
+
+@njit(nogil=True, cache=True)
+def _peaks(frame, count, t0, n):
+    # (largest frame sum, largest count) of events in frames [t0, t0 + n)
+    sums = np.zeros(n, np.int64)
+    mx = 0
+    for e in range(frame.shape[0]):
+        c = np.int64(count[e])
+        sums[np.int64(frame[e]) - t0] += c
+        mx = max(mx, c)
+    return sums.max() if n else 0, mx
+
+
+#: int32 numerators while a bound on every sum stays below this (a diagonal block's
+#: mirror doubles its diagonal once)
+_I32_BOUND = 2**30
 
 
 def event_pairs(ev_i: tuple, ev_j: tuple, layout: TileLayout, a: tuple[int, int],
@@ -49,20 +67,26 @@ def event_pairs(ev_i: tuple, ev_j: tuple, layout: TileLayout, a: tuple[int, int]
 
     Returns
     -------
-    {bin: (a1-a0, b1-b0) float64} sum over the bin's pixels of I(t1) I(t2)
+    {bin: (a1-a0, b1-b0)} sum over the bin's pixels of I(t1) I(t2), exact: int32 where
+    every sum is provably below 2**30 (half the memory of the partials that wait for
+    other tiles), else float64. A sum is at most (the largest frame sum of one block) x
+    (the largest count of the other).
     """
     a0, a1 = a
     b0, b1 = b
     bins = layout.bins
-    num = np.zeros((len(bins), a1 - a0, b1 - b0), np.float64)
     ptr_i, fr_i, ct_i = ev_i
     ptr_j, fr_j, ct_j = ev_j
+    s_i, m_i = _peaks(fr_i, ct_i, a0, a1 - a0)
+    s_j, m_j = _peaks(fr_j, ct_j, b0, b1 - b0)
+    dtype = np.int32 if min(s_i * m_j, s_j * m_i) < _I32_BOUND else np.float64
+    num = np.zeros((len(bins), a1 - a0, b1 - b0), dtype)
     upper = ev_i is ev_j and a == b
     _event_pairs(ptr_i, fr_i, ct_i, ptr_j, fr_j, ct_j, layout.slot, a0, b0, upper, num)
     if upper:  # a diagonal block is symmetric: mirror the upper triangle, count t1 == t2 once
         num += num.transpose(0, 2, 1)
         d = np.arange(a1 - a0)
-        num[:, d, d] *= 0.5
+        num[:, d, d] //= 2  # exact: the diagonal was doubled
     return {int(bn): num[s] for s, bn in enumerate(bins)}
 
 

@@ -16,16 +16,20 @@ __all__ = ["add_num", "add_lag", "add_arrays", "lag_bin_stats"]
 def add_num(a: dict, b: dict) -> dict:
     """Sum two numerator partials {bin: (ni, nj)}; updates and returns ``a``.
 
-    Partials may be float32 (a dense tile's BLAS products, exact integers); sums are
-    kept in float64, converting a float32 left operand once.
+    Partials are exact integers, non-negative: int32 (event pairs, byte products), float32
+    (BLAS products) or float64. Two int32 partials are summed in int32 while their maxima
+    add up below 2**31 (half the memory of the sums that wait for other tiles); every other
+    sum is kept in float64, converting the left operand once.
     """
     for k, v in b.items():
-        if k in a:
-            if a[k].dtype != np.float64:
-                a[k] = a[k].astype(np.float64)
-            a[k] += v
-        else:
+        if k not in a:
             a[k] = v
+            continue
+        x = a[k]
+        if not (x.dtype == v.dtype == np.int32 and int(x.max(initial=0)) + int(v.max(initial=0)) < 2**31):
+            if x.dtype != np.float64:
+                a[k] = x = x.astype(np.float64)
+        x += v
     return a
 
 

@@ -207,6 +207,32 @@ def test_add_num_sums_float32_partials_in_float64():
     np.testing.assert_array_equal(out[1], 5)
 
 
+def test_add_num_keeps_int32_only_while_the_sum_fits():
+    a = {0: np.full((2, 3), 2**30, np.int32), 1: np.full((2, 3), 2**30, np.int32), 2: np.ones((2, 3), np.int32)}
+    b = {0: np.full((2, 3), 2**30 - 1, np.int32), 1: np.full((2, 3), 2**30, np.int32),
+         2: np.ones((2, 3), np.float32)}
+    out = K.add_num(a, b)
+    assert [out[k].dtype for k in range(3)] == [np.int32, np.float64, np.float64]
+    np.testing.assert_array_equal(out[0], 2**31 - 1)
+    np.testing.assert_array_equal(out[1], 2**31)  # would wrap in int32
+    np.testing.assert_array_equal(out[2], 2)
+
+
+def test_event_pairs_int32_only_where_bounded():
+    # two pixels of 40000 photons in one frame: frame sum x largest count passes 2**30,
+    # so the sums are float64, exact (3.2e9 would wrap in int32); small counts give int32
+    lay = K.tile_layout(np.zeros(2, np.int32), 1)
+    for value, dtype in ((40000, np.float64), (3, np.int32)):
+        x = np.zeros((4, 2), np.int64)
+        x[1] = value
+        x[3, 0] = value
+        ev = csr(x, 0)
+        want = x.astype(np.float64) @ x.T.astype(np.float64)
+        for got in (K.event_pairs(ev, ev, lay, (0, 4), (0, 4)), K.event_pairs(ev, csr(x, 0), lay, (0, 4), (0, 4))):
+            assert got[0].dtype == dtype
+            np.testing.assert_array_equal(got[0], want)
+
+
 def test_dense_kernels_take_float64_where_float32_rounds():
     # 1101 pixels at 127 counts: every product sum is 1101 * 127**2 = 17 758 029, odd and
     # above 2**24, where float32 has no odd integers; so is one pixel's lag-1 sum over 1200 frames
