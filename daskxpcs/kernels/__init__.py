@@ -16,7 +16,6 @@ from daskxpcs.kernels.diag import (
     window_edges,
 )
 from daskxpcs.kernels.events import compact_events, event_frame_sums, event_pairs, event_tile_stats
-from daskxpcs.kernels.partials import add_arrays, add_lag, add_num, lag_bin_stats
 from daskxpcs.kernels.int8 import (
     ISAS,
     MAX_BIN_COLUMNS,
@@ -27,6 +26,7 @@ from daskxpcs.kernels.int8 import (
     int8_products,
     slab_columns,
 )
+from daskxpcs.kernels.partials import add_arrays, add_lag, add_num, lag_bin_stats
 
 __all__ = [
     "ISAS", "MAX_BIN_COLUMNS", "MAX_COUNT", "TileLayout", "add_arrays", "add_lag", "add_num", "bin_block",

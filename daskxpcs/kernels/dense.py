@@ -7,7 +7,8 @@ BLAS reads it in place (``A.T @ A`` is a syrk), and every per-pixel sum over t i
 contiguous dot product. ``numpy.matmul`` releases the GIL, so Dask threads run block
 products in parallel. Counts are integers, so float32 products are exact while a
 block's sums stay below 2**24; given the block's largest count, the kernels switch to
-float64 where a sum could reach it. The reductions over tiles sum in float64.
+float64 where a sum could reach it. The reductions over tiles sum exactly (see
+:func:`~daskxpcs.kernels.partials.add_num`).
 
 Where the CPU has a byte kernel (AVX2 or better) and the counts fit a byte, the graph
 takes the block products from :mod:`.int8` instead (exact int32, 2-3.3x faster) and the
@@ -73,8 +74,9 @@ def pixel_major(x: np.ndarray, layout: TileLayout, out: np.ndarray | None = None
 def dense_products(xt_i: np.ndarray, xt_j: np.ndarray, layout: TileLayout, max_count: int | None = None) -> dict:
     """Numerator sums of one (tile, block i, block j): {bin: X_i^T X_j (ni, nj)}.
 
-    float32 as BLAS returns them (exact integers below 2**24); the reduction over tiles
-    sums them in float64 (:func:`~daskxpcs.kernels.partials.add_num`).
+    float32 as BLAS returns them (exact integers below 2**24), float64 per bin where
+    ``max_count`` says float32 could round; the reduction over tiles sums them in float64
+    (:func:`~daskxpcs.kernels.partials.add_num`).
 
     Parameters
     ----------

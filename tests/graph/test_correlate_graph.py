@@ -304,6 +304,7 @@ def bright_scan(tmp_path_factory):
 
 def test_dense_group_products_by_counts(bright_scan):
     # bytes (exact int32) where the CPU has a byte kernel and counts fit, BLAS float64 where float32 could round
+    from conversions.store import open_scan_store
     from daskxpcs import kernels as K
     from daskxpcs.graph import tasks
     from daskxpcs.graph.correlate import plan_correlation
@@ -313,8 +314,6 @@ def test_dense_group_products_by_counts(bright_scan):
     (p0, p1), = plan.tiles
     layout = K.tile_layout(plan.labels[p0:p1], plan.n_q)
     nums, _, sums = tasks.dense_group(str(store), p0, p1, layout, plan.blocks, plan.blocks, plan.lags, plan.edges)
-    from conversions.store import open_scan_store
-
     x = frames.reshape(60, -1)[:, open_scan_store(store).pixels[p0:p1]].astype(np.int64)
     small = np.int32 if K.int8_isa() else np.float32
     for (a, b), num in nums.items():
