@@ -164,8 +164,14 @@ def create_store(path: str | Path, *, n_frames: int, frame_shape: tuple[int, int
     path = Path(path)
     if path.exists():
         _check_overwritable(path)
-        shutil.rmtree(path)
-    g = zarr.open_group(str(path), mode="w", zarr_format=3)
+    # Built beside its place and renamed into it, the old one renamed aside first: a kill
+    # at any moment leaves the old store, nothing, or a whole empty store at ``path``
+    # (never a half-made or half-deleted folder that a rerun must refuse to overwrite).
+    path.parent.mkdir(parents=True, exist_ok=True)
+    building, aside = (path.with_name(f".{path.name}.{tag}") for tag in ("creating", "deleting"))
+    for leftover in (building, aside):
+        shutil.rmtree(leftover, ignore_errors=True)
+    g = zarr.open_group(str(building), mode="w", zarr_format=3)
     attrs = {
         "format_version": FORMAT_VERSION, "complete": False,
         "frame_time_s": float(frame_time_s), "n_frames": int(n_frames),
@@ -177,9 +183,7 @@ def create_store(path: str | Path, *, n_frames: int, frame_shape: tuple[int, int
         "q_edges": q_edges, "q_bin_ptr": bin_ptr,
     }
     attrs.update(source or {})
-    # The scratch folder first (a rerun may then overwrite a half-created store), the
-    # attributes last: a kill before them leaves no resume key, so a rerun starts afresh.
-    (path / WORK).mkdir()
+    (building / WORK).mkdir()
     c = codec()
     g.create_array("valid", data=base_valid.astype(bool), compressors=c)
     q = np.full((ny, nx), np.nan, np.float32) if qmap is None else qmap.astype(np.float32)
@@ -199,7 +203,11 @@ def create_store(path: str | Path, *, n_frames: int, frame_shape: tuple[int, int
         for i in range(n_blocks):
             ev.create_group(f"b{i}")
     g.attrs.update(attrs)
-    return g
+    if path.exists():
+        os.replace(path, aside)
+    os.replace(building, path)
+    shutil.rmtree(aside, ignore_errors=True)
+    return zarr.open_group(str(path), mode="r+")
 
 
 def _check_overwritable(path: Path) -> None:
@@ -209,7 +217,9 @@ def _check_overwritable(path: Path) -> None:
     if (path / WORK).is_dir():
         return
     try:
-        if "format_version" in zarr.open_group(str(path), mode="r").attrs:
+        attrs = zarr.open_group(str(path), mode="r").attrs
+        # a store, or the bare group of one killed while created before creation was atomic
+        if "format_version" in attrs or (not attrs and [e.name for e in path.iterdir()] == ["zarr.json"]):
             return
     except Exception:
         pass

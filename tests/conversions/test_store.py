@@ -202,3 +202,63 @@ def test_compact_event_reads_keep_large_counts(tmp_path):
     for got, want in zip(small, full):
         np.testing.assert_array_equal(got, want)
     assert sorted(full[2].tolist()) == [1, 3, 70_000]
+
+
+KILL_CREATE = """
+import sys
+import numpy as np
+from conversions.store import create_store
+print("ready", flush=True)
+while True:  # replace the store again and again until killed
+    create_store(sys.argv[1], n_frames=40, frame_shape=(64, 64), dtype=np.dtype("uint32"),
+                 base_valid=np.ones((64, 64), bool), frame_time_s=0.1, layout=sys.argv[2], t_block=4)
+"""
+
+
+@pytest.mark.parametrize("layout", ["dense", "events"])
+def test_store_creation_killed_at_any_moment_leaves_a_store_or_nothing(tmp_path, layout):
+    # SIGKILL while a store is created over an older one, at random moments: the path
+    # holds a whole (empty) store or nothing, never a folder a rerun refuses to replace
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import zarr
+
+    from conversions.store import WORK, write_store_from_array
+
+    repo = Path(__file__).resolve().parents[2]
+    path = tmp_path / "s.zarr"
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        proc = subprocess.Popen([sys.executable, "-c", KILL_CREATE, str(path), layout], stdout=subprocess.PIPE,
+                                env={**os.environ, "PYTHONPATH": str(repo)})
+        assert proc.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0.05, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        if path.exists():
+            attrs = zarr.open_group(str(path), mode="r").attrs
+            assert attrs["format_version"] and attrs["complete"] is False and (path / WORK).is_dir()
+    frames = _frames(4, (10, 6, 7))
+    store = write_store_from_array(path, frames, layout=layout, t_block=4)
+    np.testing.assert_array_equal(store.read_dense(0, 10, 0, store.n_pixels), frames.reshape(10, -1)[:, store.pixels])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]  # nothing left beside it
+
+
+def test_bare_group_of_an_interrupted_creation_is_replaced(tmp_path):
+    # what a kill left before creation was atomic: a group without attributes, nothing else
+    import zarr
+
+    path = tmp_path / "s.zarr"
+    zarr.open_group(str(path), mode="w", zarr_format=3)
+    store = write_store_from_array(path, _frames(5, (6, 4, 4)), t_block=3)
+    assert store.attrs["complete"]
+    (tmp_path / "mine").mkdir()
+    zarr.open_group(str(tmp_path / "mine"), mode="w", zarr_format=3).attrs["owner"] = "someone"
+    with pytest.raises(StoreError, match="not a scan store"):
+        write_store_from_array(tmp_path / "mine", _frames(5, (6, 4, 4)))
