@@ -227,6 +227,7 @@ def _scan_blocks(n_frames: int, shape, itemsize: int, P: int, n_q: int, density:
     import conversions.store as cs
     import daskxpcs.graph.correlate as gc
     from conversions.convert import BATCH_FRAMES
+    from daskxpcs.kernels.events import INT32_PAIR_BOUND
 
     ny, nx = shape
     layout = "events" if density < cs.DENSITY_THRESHOLD else "dense"
@@ -247,7 +248,7 @@ def _scan_blocks(n_frames: int, shape, itemsize: int, P: int, n_q: int, density:
         # margin on the mean frame sum) stay below the kernel's bound, else float64
         px = min(p_tile, P)
         loads = density * n_frames * px * 4 + n_t * px * 4
-        item = 4 if 4 * density * px * 255 < 2**30 else 8
+        item = 4 if 4 * density * px * 255 < INT32_PAIR_BOUND else 8
         waiting = pairs * min(n_q, math.ceil(n_q / n_p) + 1) * tb * tb * item if n_p > 1 else 0
         tile_bytes = int(min(2, n_p) * loads + waiting + min(gc.EVENTS_PER_CHUNK, density * n_frames * P) * 24)
     else:

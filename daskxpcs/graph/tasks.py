@@ -100,8 +100,8 @@ def dense_group(path: str, p0: int, p1: int, layout: K.TileLayout, rows: list[tu
     for n, blk in enumerate(blocks):
         x = raw[blk] = st.read_dense(blk[0], blk[1], p0, p1, dtype=None)
         if isa and x.dtype.kind == "u":
-            shape = (-(-(blk[1] - blk[0]) // 4) * 4, int(koff[-1]))
-            fm, peak[blk], fsum[blk] = K.frame_major_u8(x, layout, col, koff, out=_scratch(-1 - n, shape, np.uint8))
+            out = _scratch(-1 - n, K.frame_major_shape(blk[1] - blk[0], koff), np.uint8)
+            fm, peak[blk], fsum[blk] = K.frame_major_u8(x, layout, col, koff, out=out)
             if peak[blk] <= K.MAX_COUNT:
                 fms[blk] = fm
         else:

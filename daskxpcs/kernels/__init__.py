@@ -20,6 +20,7 @@ from daskxpcs.kernels.int8 import (
     ISAS,
     MAX_BIN_COLUMNS,
     MAX_COUNT,
+    frame_major_shape,
     frame_major_u8,
     host_isas,
     int8_isa,
@@ -31,7 +32,7 @@ from daskxpcs.kernels.partials import add_arrays, add_lag, add_num, lag_bin_stat
 __all__ = [
     "ISAS", "MAX_BIN_COLUMNS", "MAX_COUNT", "TileLayout", "add_arrays", "add_lag", "add_num", "bin_block",
     "c_diag_stats", "compact_events", "dense_frame_sums", "dense_lag_sums", "dense_products", "event_frame_sums",
-    "event_pairs", "event_tile_stats", "frame_major_u8", "g2_from_sums", "host_isas", "int8_isa", "int8_products",
+    "event_pairs", "event_tile_stats", "frame_major_shape", "frame_major_u8", "g2_from_sums", "host_isas", "int8_isa", "int8_products",
     "lag_bin_stats", "lag_index", "lag_ladder", "lag_range", "normalise_bins", "normalise_block", "pixel_labels",
     "pixel_major", "slab_columns", "tile_layout", "window_edges",
 ]

@@ -141,7 +141,7 @@ def normalise_block(num: dict, s_i: np.ndarray, s_j: np.ndarray, n_pix: np.ndarr
 
     Parameters
     ----------
-    num : {bin: (ni, nj) float32 or float64} numerator sums over the bin's pixels (missing = 0)
+    num : {bin: (ni, nj)} numerator sums over the bin's pixels, any numeric dtype (missing = 0)
     s_i, s_j : (n_q, ni), (n_q, nj) frame sums over each bin's valid pixels
     n_pix : (n_q,) valid pixels per bin
     shape : (ni, nj)

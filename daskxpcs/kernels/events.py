@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from conversions.kernels import compact_events
+from daskxpcs.kernels.dense import I32_EXACT
 from daskxpcs.kernels.diag import TileLayout
 
 __all__ = ["event_pairs", "event_frame_sums", "event_tile_stats", "compact_events"]
@@ -46,7 +47,7 @@ def _peaks(frame, count, t0, n):
 
 #: int32 numerators while a bound on every sum stays below this (a diagonal block's
 #: mirror doubles its diagonal once)
-_I32_BOUND = 2**30
+INT32_PAIR_BOUND = I32_EXACT // 2
 
 
 def event_pairs(ev_i: tuple, ev_j: tuple, layout: TileLayout, a: tuple[int, int],
@@ -79,7 +80,7 @@ def event_pairs(ev_i: tuple, ev_j: tuple, layout: TileLayout, a: tuple[int, int]
     ptr_j, fr_j, ct_j = ev_j
     s_i, m_i = _peaks(fr_i, ct_i, a0, a1 - a0)
     s_j, m_j = _peaks(fr_j, ct_j, b0, b1 - b0)
-    dtype = np.int32 if min(s_i * m_j, s_j * m_i) < _I32_BOUND else np.float64
+    dtype = np.int32 if min(s_i * m_j, s_j * m_i) < INT32_PAIR_BOUND else np.float64
     num = np.zeros((len(bins), a1 - a0, b1 - b0), dtype)
     upper = ev_i is ev_j and a == b
     _event_pairs(ptr_i, fr_i, ct_i, ptr_j, fr_j, ct_j, layout.slot, a0, b0, upper, num)

@@ -30,12 +30,12 @@ import os
 import numpy as np
 from llvmlite import ir
 from numba import literally, njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from daskxpcs.kernels.diag import TileLayout
 
-__all__ = ["ISAS", "host_isas", "int8_isa", "MAX_COUNT", "MAX_BIN_COLUMNS", "slab_columns", "frame_major_u8",
-           "int8_products"]
+__all__ = ["ISAS", "host_isas", "int8_isa", "MAX_COUNT", "MAX_BIN_COLUMNS", "slab_columns", "frame_major_shape",
+           "frame_major_u8", "int8_products"]
 
 #: largest count the byte products take (VPDPBUSD reads one operand as signed bytes)
 MAX_COUNT = 127
@@ -206,13 +206,14 @@ def _microkernel(typingctx, isa, pa, lda, pb, ldb, n_vec, pc, ldc):
 
 
 @njit(nogil=True, cache=True)
-def _gram(a, b, out, upper, isa, rows, cols, width):
+def _gram(a, b, out, upper, isa):
     # out += a @ b.T with a (m, K), b (n, K) uint8 rows (unit column stride), out (m, n)
     # int32 C-contiguous; m a multiple of rows, n of cols, K of width. upper: only the
     # blocks on or above the diagonal (a is b). Panels of b of 128 kB stay in L2 while
     # every row block of a passes over them (without them a 1024 x 1024 block ran at 0.7
     # of the speed). One compiled copy per instruction set, made only where it is used.
     literally(isa)
+    rows, cols, width = _shape(isa)
     m, k = a.shape
     n = b.shape[0]
     lda, ldb, ldc = a.strides[0], b.strides[0], out.shape[1]
@@ -229,24 +230,29 @@ def _gram(a, b, out, upper, isa, rows, cols, width):
                                  pc + 4 * (i * ldc + j), ldc)
 
 
-# Entry points with the instruction set as a compile-time constant: called from Python
-# with a string, _gram would re-dispatch on its literal at every call (16 ms each).
-@njit(nogil=True, cache=True)
-def _gram_avx512vnni(a, b, out, upper):
-    _gram(a, b, out, upper, "avx512vnni", 4, 4, 64)
+def _shape(isa):
+    """(rows, columns, vector bytes) of an instruction set's micro-kernel (numba only)."""
+    raise NotImplementedError
 
 
-@njit(nogil=True, cache=True)
-def _gram_avx512bw(a, b, out, upper):
-    _gram(a, b, out, upper, "avx512bw", 4, 2, 64)
+@overload(_shape)
+def _shape_impl(isa):
+    if isinstance(isa, types.StringLiteral) and isa.literal_value in ISAS:
+        rows, cols, width = ISAS[isa.literal_value]
+        return lambda isa: (rows, cols, width)
+    return None
 
 
-@njit(nogil=True, cache=True)
-def _gram_avx2(a, b, out, upper):
-    _gram(a, b, out, upper, "avx2", 4, 2, 32)
+def _entry(isa: str):
+    # _gram with the instruction set as a compile-time constant: called from Python with a
+    # string, _gram would re-dispatch on its literal at every call (16 ms each)
+    @njit(nogil=True, cache=True)
+    def gram(a, b, out, upper):
+        _gram(a, b, out, upper, isa)
+    return gram
 
 
-_GRAMS = {"avx512vnni": _gram_avx512vnni, "avx512bw": _gram_avx512bw, "avx2": _gram_avx2}
+_GRAMS = {isa: _entry(isa) for isa in ISAS}
 
 
 @njit(nogil=True, cache=True)
@@ -312,6 +318,11 @@ def _runs(layout: TileLayout, col: np.ndarray) -> tuple[np.ndarray, ...]:
     return perm[first], col[first], length.astype(np.int64), bin_runs
 
 
+def frame_major_shape(n_frames: int, koff: np.ndarray) -> tuple[int, int]:
+    """Shape of a block's frame-major bytes: (n_frames rounded up to a multiple of 4, koff[-1])."""
+    return (n_frames + _ROWS - 1) // _ROWS * _ROWS, int(koff[-1])
+
+
 def frame_major_u8(x: np.ndarray, layout: TileLayout, col: np.ndarray, koff: np.ndarray,
                    out: np.ndarray | None = None) -> tuple[np.ndarray, int, np.ndarray]:
     """(t, pt) counts of a tile -> frame-major bytes, the largest count and the frame sums.
@@ -333,7 +344,7 @@ def frame_major_u8(x: np.ndarray, layout: TileLayout, col: np.ndarray, koff: np.
     max_count : int
     sums : (n_q, t) float64, counts per bin per frame
     """
-    shape = ((x.shape[0] + _ROWS - 1) // _ROWS * _ROWS, int(koff[-1]))
+    shape = frame_major_shape(x.shape[0], koff)
     if out is None:
         out = np.empty(shape, np.uint8)
     elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:

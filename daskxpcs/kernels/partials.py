@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from daskxpcs.kernels.dense import I32_EXACT
 from daskxpcs.kernels.diag import TileLayout
 
 __all__ = ["add_num", "add_lag", "add_arrays", "lag_bin_stats"]
@@ -26,7 +27,7 @@ def add_num(a: dict, b: dict) -> dict:
             a[k] = v
             continue
         x = a[k]
-        if not (x.dtype == v.dtype == np.int32 and int(x.max(initial=0)) + int(v.max(initial=0)) < 2**31):
+        if not (x.dtype == v.dtype == np.int32 and int(x.max(initial=0)) + int(v.max(initial=0)) < I32_EXACT):
             if x.dtype != np.float64:
                 a[k] = x = x.astype(np.float64)
         x += v
